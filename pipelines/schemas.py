@@ -1,0 +1,338 @@
+"""The contract of the analyzer: what comes in, what an analysis is, what the API returns.
+
+One pydantic model per concept. The API, the database (JSONB columns), the CLI's
+``--json`` output and the evaluation all read and write these models, so a field has
+one name everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_SUMMARY_WORDS = 200
+
+
+class Category(str, Enum):
+    """What kind of incident it is: the classification an on-call engineer routes by."""
+
+    infrastructure = "infrastructure"
+    application = "application"
+    network = "network"
+    security = "security"
+    database = "database"
+    external = "external"
+
+
+class Severity(str, Enum):
+    critical = "critical"
+    warning = "warning"
+    info = "info"
+    unknown = "unknown"
+
+
+class RiskLevel(str, Enum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+def _utc(value: datetime) -> datetime:
+    """Naive timestamps are taken as UTC, so every stored time is comparable."""
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+# ---------------------------------------------------------------- alerts in
+
+
+class Alert(BaseModel):
+    """One alert, as our API takes it (and as an Alertmanager alert is converted to)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(min_length=1, max_length=200, description="alertname, e.g. HighCPUUsage")
+    severity: Severity = Severity.unknown
+    timestamp: datetime = Field(description="when the alert started firing (startsAt)")
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    status: Literal["firing", "resolved"] = "firing"
+    ends_at: datetime | None = None
+    fingerprint: str | None = Field(default=None, max_length=200)
+
+    @field_validator("severity", mode="before")
+    @classmethod
+    def _severity_or_unknown(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lower() not in Severity.__members__:
+            return Severity.unknown
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("timestamp", "ends_at")
+    @classmethod
+    def _as_utc(cls, value: datetime | None) -> datetime | None:
+        return _utc(value) if value else value
+
+    @property
+    def service(self) -> str | None:
+        """The service the alert is about, from the labels Prometheus rules usually set."""
+        for key in ("service", "job", "app", "deployment", "container", "pod"):
+            if self.labels.get(key):
+                return self.labels[key]
+        return None
+
+    def identity(self) -> str:
+        """Alertmanager's fingerprint when given, otherwise a stable hash of name+labels."""
+        if self.fingerprint:
+            return self.fingerprint
+        canonical = self.name + "\x00" + "\x00".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class AlertmanagerAlert(BaseModel):
+    """A single alert inside Alertmanager's webhook payload (version 4)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime = Field(alias="startsAt")
+    ends_at: datetime | None = Field(default=None, alias="endsAt")
+    generator_url: str = Field(default="", alias="generatorURL")
+    fingerprint: str = ""
+
+    @model_validator(mode="after")
+    def _needs_alertname(self) -> "AlertmanagerAlert":
+        if not self.labels.get("alertname"):
+            raise ValueError("labels.alertname is required")
+        return self
+
+    def to_alert(self) -> Alert:
+        ends_at = self.ends_at
+        if ends_at is not None and ends_at.year <= 1:  # Alertmanager's "0001-01-01T00:00:00Z"
+            ends_at = None
+        return Alert(
+            name=self.labels["alertname"],
+            severity=self.labels.get("severity", "unknown"),
+            timestamp=self.starts_at,
+            labels=self.labels,
+            annotations=self.annotations,
+            status=self.status,
+            ends_at=ends_at,
+            fingerprint=self.fingerprint or None,
+        )
+
+
+class AlertmanagerWebhook(BaseModel):
+    """Alertmanager's webhook body, version 4: a group of alerts sharing group labels."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    version: str = "4"
+    group_key: str = Field(default="", alias="groupKey")
+    truncated_alerts: int = Field(default=0, alias="truncatedAlerts")
+    status: Literal["firing", "resolved"]
+    receiver: str = ""
+    group_labels: dict[str, str] = Field(default_factory=dict, alias="groupLabels")
+    common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
+    common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
+    external_url: str = Field(default="", alias="externalURL")
+    alerts: list[AlertmanagerAlert] = Field(min_length=1, max_length=1000)
+
+    @field_validator("version")
+    @classmethod
+    def _version_4(cls, value: str) -> str:
+        if value != "4":
+            raise ValueError(f"webhook version {value!r} is not supported; Alertmanager sends version 4")
+        return value
+
+
+# ---------------------------------------------------------------- context
+
+
+class LogEvent(BaseModel):
+    """One log line with what a shipper (Vector, Fluent Bit, OTel) knows about it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    message: str
+    timestamp: datetime | None = None
+    service: str | None = None
+    pod: str | None = None
+    level: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+LogInput = Annotated[str | LogEvent, Field(union_mode="left_to_right")]
+
+
+class MetricSeries(BaseModel):
+    """One metric of one service over time (a Prometheus range-query result, flattened)."""
+
+    service: str
+    name: str = Field(description="e.g. cpu_usage_percent, memory_usage_percent, latency_p90_seconds")
+    points: list[tuple[float, float]] = Field(description="(unix seconds, value) pairs")
+
+
+class Span(BaseModel):
+    """One trace span: enough to see which callee is slow or failing."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str | None = None
+    service: str
+    operation: str = ""
+    start: float = Field(description="unix seconds")
+    duration_ms: float
+    error: bool = False
+
+
+class Telemetry(BaseModel):
+    """Logs, metrics and traces of one time range."""
+
+    logs: list[LogInput] = Field(default_factory=list)
+    metrics: list[MetricSeries] = Field(default_factory=list)
+    spans: list[Span] = Field(default_factory=list)
+
+
+class IncidentContext(BaseModel):
+    """Everything the pipeline reads for one incident: the window, and a normal baseline if known."""
+
+    alert: Alert
+    window: Telemetry = Field(default_factory=Telemetry)
+    baseline: Telemetry | None = None
+    degraded_reasons: list[str] = Field(default_factory=list, description="context sources that failed")
+
+
+class AnalyzeRequest(BaseModel):
+    """Body of ``POST /analyze``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alert: Alert
+    context_window: int = Field(default=300, ge=1, le=86_400, description="seconds of context before the alert")
+    logs: list[LogInput] = Field(default_factory=list, description="log lines (text) or log events")
+    metrics: list[MetricSeries] = Field(default_factory=list)
+    spans: list[Span] = Field(default_factory=list)
+    baseline: Telemetry | None = None
+
+
+# ---------------------------------------------------------------- analysis out
+
+
+class Classification(BaseModel):
+    category: Category
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
+class Hypothesis(BaseModel):
+    cause: str = Field(min_length=1)
+    confidence: float = Field(ge=0.0, le=1.0)
+    evidence: list[str] = Field(default_factory=list)
+    category: Category
+    service: str | None = None
+    fault_type: str | None = Field(default=None, description="e.g. cpu_contention, network_delay, code_exception")
+
+
+class RemediationStep(BaseModel):
+    step: int = Field(ge=1)
+    action: str
+    command: str | None = None
+    expected_outcome: str
+    risk_level: RiskLevel
+
+
+class AnalysisStats(BaseModel):
+    lines_in: int = 0
+    lines_dropped: dict[str, int] = Field(default_factory=dict, description="reason -> count")
+    templates: int = 0
+    anomalies: int = 0
+    services: int = 0
+    chunks: int = 0
+    redactions: int = 0
+
+
+class LLMUsage(BaseModel):
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    attempts: int = 1
+    cost_usd: float | None = None
+
+
+class Anomaly(BaseModel):
+    """Something the scorer found unusual, with the lines behind it."""
+
+    kind: Literal["template", "service", "time_bucket", "metric"]
+    subject: str = Field(description="template text, service name, bucket start or metric name")
+    score: float
+    service: str | None = None
+    detail: str = ""
+    evidence: list[str] = Field(default_factory=list)
+
+
+class Analysis(BaseModel):
+    """The answer to one incident: the contract of DESIGN.md."""
+
+    incident_id: str
+    summary: str
+    classification: Classification
+    hypotheses: list[Hypothesis] = Field(min_length=2, max_length=3)
+    remediation: list[RemediationStep] = Field(min_length=1)
+    anomalies: list[Anomaly] = Field(default_factory=list)
+    reasoner: str = Field(description="'evidence' or 'llm:<model>'")
+    degraded: bool = False
+    degraded_reasons: list[str] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict, description="seconds per stage")
+    stats: AnalysisStats = Field(default_factory=AnalysisStats)
+    llm_usage: LLMUsage | None = None
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @field_validator("summary")
+    @classmethod
+    def _short_summary(cls, value: str) -> str:
+        words = value.split()
+        if len(words) > MAX_SUMMARY_WORDS:
+            return " ".join(words[:MAX_SUMMARY_WORDS])
+        return value
+
+    @model_validator(mode="after")
+    def _ranked(self) -> "Analysis":
+        self.hypotheses.sort(key=lambda h: h.confidence, reverse=True)
+        return self
+
+
+class Incident(BaseModel):
+    """An incident as stored and listed: the alert that opened it and its latest analysis."""
+
+    id: str
+    alert_name: str
+    service: str | None
+    severity: Severity
+    status: Literal["open", "resolved"]
+    category: Category | None = None
+    fingerprint: str
+    started_at: datetime
+    resolved_at: datetime | None = None
+    created_at: datetime
+    alert: Alert
+    analysis: Analysis | None = None
+
+
+class IncidentPage(BaseModel):
+    items: list[Incident]
+    page: int
+    page_size: int
+    total: int
+
+
+class Stats(BaseModel):
+    incidents: int
+    by_category: dict[str, int]
+    by_severity: dict[str, int]
+    latency_p50_seconds: float | None
+    latency_p95_seconds: float | None
+    incidents_per_hour: list[dict[str, Any]]
