@@ -1,0 +1,98 @@
+"""The one configuration object of the analyzer.
+
+Every knob is read here, from the environment (or a ``.env`` file), and nowhere else: a
+module that needs a setting receives this object. Field names map to the environment
+variables in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PROMETHEUS_QUERIES: dict[str, str] = {
+    "cpu_usage_percent": 'sum(rate(container_cpu_usage_seconds_total{{container="{service}"}}[1m])) * 100',
+    "memory_usage_percent": (
+        'sum(container_memory_working_set_bytes{{container="{service}"}})'
+        ' / sum(container_spec_memory_limit_bytes{{container="{service}"}}) * 100'
+    ),
+    "error_rate": (
+        'sum(rate(http_requests_total{{service="{service}",status=~"5.."}}[1m]))'
+        ' / sum(rate(http_requests_total{{service="{service}"}}[1m]))'
+    ),
+    "latency_p95_seconds": (
+        'histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{service="{service}"}}[1m])))'
+    ),
+}
+
+
+class Settings(BaseSettings):
+    """Configuration of the analyzer; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # --- reasoning
+    openai_api_key: str | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    openai_model: str = Field(default="gpt-4-turbo-preview", validation_alias="OPENAI_MODEL")
+    llm_timeout_seconds: float = Field(default=30.0, gt=0, validation_alias="RCA_LLM_TIMEOUT_SECONDS")
+    llm_max_attempts: int = Field(default=3, ge=1, le=10, validation_alias="RCA_LLM_MAX_ATTEMPTS")
+    llm_max_concurrency: int = Field(default=4, ge=1, validation_alias="RCA_LLM_MAX_CONCURRENCY")
+    llm_input_token_budget: int = Field(default=8000, ge=500, validation_alias="RCA_LLM_INPUT_TOKEN_BUDGET")
+
+    # --- general
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+    context_window_seconds: int = Field(default=300, ge=1, validation_alias="INCIDENT_CONTEXT_WINDOW")
+    data_dir: Path = Field(default=Path(".rca"), validation_alias="RCA_DATA_DIR")
+
+    # --- storage
+    database_url: str | None = Field(default=None, validation_alias="RCA_DATABASE_URL")
+
+    # --- streaming
+    kafka_bootstrap: str | None = Field(default=None, validation_alias="RCA_KAFKA_BOOTSTRAP")
+    kafka_partitions: int = Field(default=3, ge=1, validation_alias="RCA_KAFKA_PARTITIONS")
+    kafka_group_id: str = Field(default="rca-reader", validation_alias="RCA_KAFKA_GROUP_ID")
+    kafka_alerts_topic: str = Field(default="rca.alerts", validation_alias="RCA_KAFKA_ALERTS_TOPIC")
+    kafka_logs_topic: str = Field(default="rca.logs", validation_alias="RCA_KAFKA_LOGS_TOPIC")
+    kafka_dlq_topic: str = Field(default="rca.dlq", validation_alias="RCA_KAFKA_DLQ_TOPIC")
+    log_buffer_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, validation_alias="RCA_LOG_BUFFER_MAX_BYTES")
+    context_wait_seconds: float = Field(default=5.0, ge=0, validation_alias="RCA_CONTEXT_WAIT_SECONDS")
+    max_inflight_analyses: int = Field(default=8, ge=1, validation_alias="RCA_MAX_INFLIGHT_ANALYSES")
+
+    # --- context sources
+    prometheus_url: str | None = Field(default=None, validation_alias="RCA_PROMETHEUS_URL")
+    prometheus_queries: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_PROMETHEUS_QUERIES), validation_alias="RCA_PROMETHEUS_QUERIES"
+    )
+    loki_url: str | None = Field(default=None, validation_alias="RCA_LOKI_URL")
+    loki_selector_labels: list[str] = Field(
+        default_factory=lambda: ["service", "namespace", "pod", "app"], validation_alias="RCA_LOKI_SELECTOR_LABELS"
+    )
+    source_timeout_seconds: float = Field(default=10.0, gt=0, validation_alias="RCA_SOURCE_TIMEOUT_SECONDS")
+
+    # --- pipeline and limits
+    summarizer_replicas: int = Field(default=2, ge=1, validation_alias="RCA_SUMMARIZER_REPLICAS")
+    chunk_lines: int = Field(default=20_000, ge=100, validation_alias="RCA_CHUNK_LINES")
+    max_line_bytes: int = Field(default=65_536, ge=256, validation_alias="RCA_MAX_LINE_BYTES")
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, validation_alias="RCA_MAX_BODY_BYTES")
+    max_lines_per_request: int = Field(default=500_000, ge=1, validation_alias="RCA_MAX_LINES_PER_REQUEST")
+
+    # --- HTTP
+    host: str = Field(default="127.0.0.1", validation_alias="RCA_HOST")
+    port: int = Field(default=8000, ge=1, le=65535, validation_alias="RCA_PORT")
+
+    @property
+    def llm_configured(self) -> bool:
+        """An LLM is used when either a key or an OpenAI-compatible base URL is given."""
+        return bool(self.openai_api_key or self.openai_base_url)
+
+    @property
+    def embedded_database_dir(self) -> Path:
+        return self.data_dir / "postgres"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (CLI flags, tests) on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]
