@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     llm_max_attempts: int = Field(default=3, ge=1, le=10, validation_alias="RCA_LLM_MAX_ATTEMPTS")
     llm_max_concurrency: int = Field(default=4, ge=1, validation_alias="RCA_LLM_MAX_CONCURRENCY")
     llm_input_token_budget: int = Field(default=8000, ge=500, validation_alias="RCA_LLM_INPUT_TOKEN_BUDGET")
+    llm_backoff_seconds: float = Field(default=1.0, ge=0, validation_alias="RCA_LLM_BACKOFF_SECONDS")
+    llm_cost_per_1k_input_tokens: float | None = Field(default=None, ge=0, validation_alias="RCA_LLM_COST_PER_1K_INPUT")
+    llm_cost_per_1k_output_tokens: float | None = Field(default=None, ge=0, validation_alias="RCA_LLM_COST_PER_1K_OUTPUT")
 
     # --- general
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
@@ -71,6 +74,8 @@ class Settings(BaseSettings):
         default_factory=lambda: ["service", "namespace", "pod", "app"], validation_alias="RCA_LOKI_SELECTOR_LABELS"
     )
     source_timeout_seconds: float = Field(default=10.0, gt=0, validation_alias="RCA_SOURCE_TIMEOUT_SECONDS")
+    loki_max_lines: int = Field(default=20_000, ge=1, validation_alias="RCA_LOKI_MAX_LINES")
+    file_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, validation_alias="RCA_FILE_MAX_BYTES")
 
     # --- pipeline and limits
     summarizer_replicas: int = Field(default=2, ge=1, validation_alias="RCA_SUMMARIZER_REPLICAS")
@@ -87,10 +92,6 @@ class Settings(BaseSettings):
     def llm_configured(self) -> bool:
         """An LLM is used when either a key or an OpenAI-compatible base URL is given."""
         return bool(self.openai_api_key or self.openai_base_url)
-
-    @property
-    def embedded_database_dir(self) -> Path:
-        return self.data_dir / "postgres"
 
 
 def get_settings(**overrides: object) -> Settings:
