@@ -1,0 +1,154 @@
+"""Secret redaction: the one place that decides what must never leave the process.
+
+Log lines carry credentials more often than anyone would like (a debug print of a request,
+a connection string in a stack trace). Anything the analyzer sends out - the LLM prompt
+first of all - passes through :func:`redact`, so there is exactly one list of patterns to
+review and extend. Each match is replaced by a typed marker such as ``[REDACTED:aws_key]``,
+which keeps the line readable for reasoning while the secret itself is gone; the number of
+replacements is returned so it can be counted on the analysis (``Verdict.redactions``).
+
+The patterns are generic formats published by the issuers (AWS, GitHub, Slack), standards
+(RFC 3986 userinfo, RFC 7519 JWT, PEM) and the Luhn check for card numbers; none is tuned
+to a data set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["redact", "redact_value", "REDACTION_KINDS"]
+
+
+def _marker(kind: str) -> str:
+    return f"[REDACTED:{kind}]"
+
+
+def _luhn_ok(digits: str) -> bool:
+    """The Luhn checksum every payment card number satisfies (ISO/IEC 7812)."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+# Order matters: multi-line and structured secrets first, so a PEM block or a URL password
+# is replaced as a whole before the narrower patterns look inside it.
+_PEM = re.compile(
+    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)",
+    re.DOTALL,
+)
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/?#@'\"]+:)(?P<secret>(?!\[REDACTED:)[^\s@/'\"]+)(?=@)")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}")
+_BEARER = re.compile(r"(?P<head>\b(?:[Bb]earer|BEARER)\s+|\b(?i:authorization)[\"']?\s*[:=]\s*[\"']?(?:[A-Za-z]+\s+)?)"
+                     r"(?P<secret>[A-Za-z0-9\-._~+/]{8,}=*)")
+_AWS_ACCESS_KEY = re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA)[A-Z0-9]{16}\b")
+_AWS_SECRET = re.compile(
+    r"(?P<head>(?i:aws_?secret_?access_?key|aws_?secret|secret_?access_?key)[\"']?\s*[:=]\s*[\"']?)"
+    r"(?P<secret>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"
+)
+_GITHUB = re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b")
+_SLACK = re.compile(
+    r"\bxox[abposr]-[A-Za-z0-9-]{10,}"
+    r"|https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9/_-]+"
+)
+_PASSWORD_FIELD = re.compile(
+    r"(?P<head>(?i:\b(?:password|passwd|pwd|secret|api[_-]?key|client[_-]?secret"
+    r"|(?:access|auth|api|refresh|session)[_-]?token))"
+    r"[\"']?\s*[:=]\s*[\"']?)(?P<secret>(?!\[REDACTED:)[^\s\"',;&}]{3,})"
+)
+_EMAIL = re.compile(r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b")
+# Payment card numbers start with 2-6 (ISO/IEC 7812 industry identifiers for cards); a leading
+# 1 would mostly be epoch-millisecond timestamps.
+_CARD = re.compile(r"(?<![\d.\-])[2-6](?:[ \-]?\d){12,18}(?![\d.\-])")
+
+
+def _keep_head(kind: str) -> Callable[[re.Match[str]], str]:
+    def repl(match: re.Match[str]) -> str:
+        return match.group("head") + _marker(kind)
+
+    return repl
+
+
+def _whole(kind: str) -> Callable[[re.Match[str]], str]:
+    def repl(match: re.Match[str]) -> str:
+        return _marker(kind)
+
+    return repl
+
+
+def _card(match: re.Match[str]) -> str:
+    digits = re.sub(r"[ \-]", "", match.group(0))
+    if 13 <= len(digits) <= 19 and _luhn_ok(digits) and len(set(digits)) > 1:
+        return _marker("card_number")
+    return match.group(0)
+
+
+_RULES: Sequence[tuple[str, re.Pattern[str], Callable[[re.Match[str]], str]]] = (
+    ("private_key", _PEM, _whole("private_key")),
+    ("url_password", _URL_PASSWORD, _keep_head("password")),
+    ("jwt", _JWT, _whole("jwt")),
+    ("bearer_token", _BEARER, _keep_head("token")),
+    ("aws_key", _AWS_ACCESS_KEY, _whole("aws_key")),
+    ("aws_secret", _AWS_SECRET, _keep_head("aws_secret")),
+    ("github_token", _GITHUB, _whole("github_token")),
+    ("slack_token", _SLACK, _whole("slack_token")),
+    ("password", _PASSWORD_FIELD, _keep_head("password")),
+    ("email", _EMAIL, _whole("email")),
+    ("card_number", _CARD, _card),
+)
+
+REDACTION_KINDS: tuple[str, ...] = tuple(kind for kind, _, _ in _RULES)
+
+def redact(text: str) -> tuple[str, int]:
+    """Replace every secret in ``text`` by a typed marker; return the text and how many were replaced.
+
+    Idempotent: markers are never matched again, so redacting twice counts nothing new.
+    """
+    if not text:
+        return text, 0
+    count = 0
+
+    def counting(repl: Callable[[re.Match[str]], str]) -> Callable[[re.Match[str]], str]:
+        def wrapped(match: re.Match[str]) -> str:
+            nonlocal count
+            out = repl(match)
+            if out != match.group(0):
+                count += 1
+            return out
+
+        return wrapped
+
+    for _kind, pattern, repl in _RULES:
+        text = pattern.sub(counting(repl), text)
+    return text, count
+
+
+def redact_value(value: Any) -> tuple[Any, int]:
+    """Redact every string inside a JSON-like value (dicts, lists, tuples); keys included."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        out: dict[Any, Any] = {}
+        total = 0
+        for key, item in value.items():
+            new_key, n_key = redact(key) if isinstance(key, str) else (key, 0)
+            new_item, n_item = redact_value(item)
+            out[new_key] = new_item
+            total += n_key + n_item
+        return out, total
+    if isinstance(value, (list, tuple)):
+        items = []
+        total = 0
+        for item in value:
+            new_item, n = redact_value(item)
+            items.append(new_item)
+            total += n
+        return (tuple(items) if isinstance(value, tuple) else items), total
+    return value, 0
