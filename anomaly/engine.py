@@ -1,0 +1,62 @@
+"""The engine end to end: raw lines in, one merged ``Digest`` out, in bounded memory.
+
+Lines are cut into batches (never inside a stack trace), each batch goes through the
+vectorized intake and digest build, and the batch digests are absorbed into one.
+Only the digest (distinct shapes) stays in memory, so input size is unbounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from anomaly.digest import Digest
+from anomaly.intake import parse_frame
+
+BATCH_LINES = 65_536
+_CONTINUATION_STARTS = (" ", "\t", "Caused by:", "...")
+
+
+def _is_continuation(line: str | bytes) -> bool:
+    if isinstance(line, (bytes, bytearray)):
+        return line[:1] in (b" ", b"\t") or line.startswith(b"Caused by:")
+    return isinstance(line, str) and line.startswith(_CONTINUATION_STARTS)
+
+
+def batches(lines: Iterable[str | bytes], size: int = BATCH_LINES) -> Iterator[list[str | bytes]]:
+    """Batches of about ``size`` lines, extended so a stack trace is never split."""
+    batch: list[str | bytes] = []
+    for line in lines:
+        if len(batch) >= size and not _is_continuation(line):
+            yield batch
+            batch = []
+        batch.append(line)
+    if batch:
+        yield batch
+
+
+def digest_lines(
+    lines: Iterable[str | bytes],
+    *,
+    service: str | None = None,
+    bucket_seconds: float = 60.0,
+    max_line_bytes: int = 65_536,
+) -> Digest:
+    """Digest of one batch of raw lines; what the intake dropped is kept in ``digest.dropped``."""
+    frame, dropped = parse_frame(lines, service=service, max_line_bytes=max_line_bytes)
+    digest = Digest.from_frame(frame, bucket_seconds=bucket_seconds)
+    digest.dropped = dropped
+    return digest
+
+
+def run_engine(
+    lines: Iterable[str | bytes],
+    *,
+    service: str | None = None,
+    bucket_seconds: float = 60.0,
+    batch_lines: int = BATCH_LINES,
+) -> Digest:
+    """Digest any number of raw lines in bounded memory (one process)."""
+    total = Digest(bucket_seconds=bucket_seconds)
+    for batch in batches(lines, batch_lines):
+        total.absorb(digest_lines(batch, service=service, bucket_seconds=bucket_seconds), take=True)
+    return total

@@ -1,0 +1,112 @@
+"""Template mining: group masked messages into templates.
+
+The method (Brain-like, after Yu et al., IEEE TSC 2023) is a pure function of the
+*set* of distinct masked messages, so it does not depend on line order or on how
+the input was chunked: digests of separate chunks, merged, give exactly the
+templates of one pass over all lines. It only ever sees distinct masked messages,
+which logs repeat massively, so its cost follows the number of distinct shapes,
+not the number of lines.
+
+Steps, per group of messages with the same token count:
+1. count how many messages hold each (position, token) pair;
+2. a message's *root pattern* is the set of its tokens sharing the frequency that
+   occurs most often among its tokens (ties: the higher frequency): the longest
+   common pattern of the group it belongs to;
+3. messages are grouped by root pattern; in each group a column whose values differ
+   is a variable when its values look variable (digits, placeholders, punctuation
+   heavy) or are many; a column with a few word-like values splits the group.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+WILDCARD = "<*>"
+#: a column with more distinct word-like values than this is a variable
+MAX_CONSTANT_VALUES = 3
+_SPLIT = re.compile(r"\s+")
+_VARIABLE_TOKEN = re.compile(r"\d|<[A-Z*]+>")
+
+
+def tokenize(masked: str) -> list[str]:
+    """Whitespace tokens of a masked message."""
+    return [t for t in _SPLIT.split(masked) if t]
+
+
+def _looks_variable(token: str) -> bool:
+    return bool(_VARIABLE_TOKEN.search(token))
+
+
+def mine(signatures: Sequence[str]) -> tuple[list[int], list[str]]:
+    """Group distinct masked messages into templates.
+
+    Returns, for each input message, the index of its template, and the template
+    texts (variables shown as ``<*>`` or a typed placeholder shared by the column).
+    The result depends only on the set of inputs, never on their order.
+    """
+    order = sorted(range(len(signatures)), key=signatures.__getitem__)
+    tokens = {i: tokenize(signatures[i]) for i in order}
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for i in order:
+        by_length[len(tokens[i])].append(i)
+
+    assignment = [0] * len(signatures)
+    template_index: dict[str, int] = {}
+    texts: list[str] = []
+
+    def emit(members: list[int], template: list[str]) -> None:
+        text = " ".join(template)
+        idx = template_index.get(text)
+        if idx is None:
+            idx = template_index[text] = len(texts)
+            texts.append(text)
+        for m in members:
+            assignment[m] = idx
+
+    for length in sorted(by_length):
+        group = by_length[length]
+        if length == 0:
+            emit(group, [])
+            continue
+        freq: Counter[tuple[int, str]] = Counter()
+        for i in group:
+            freq.update(enumerate(tokens[i]))
+        roots: dict[tuple[tuple[int, str], ...], list[int]] = defaultdict(list)
+        for i in group:
+            toks = tokens[i]
+            f = [freq[(p, t)] for p, t in enumerate(toks)]
+            counts = Counter(f)
+            root_freq = max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0]
+            key = tuple((p, t) for p, t in enumerate(toks) if f[p] == root_freq)
+            roots[key].append(i)
+        for key in sorted(roots):
+            _split_group(roots[key], tokens, length, emit)
+    return assignment, texts
+
+
+def _split_group(members: list[int], tokens: dict[int, list[str]], length: int, emit) -> None:
+    """Decide, column by column, constant / variable / split, then emit templates."""
+    template: list[str | None] = []
+    split_columns: list[int] = []
+    for p in range(length):
+        values = {tokens[i][p] for i in members}
+        if len(values) == 1:
+            template.append(next(iter(values)))
+        elif len(values) > MAX_CONSTANT_VALUES or any(_looks_variable(v) for v in values):
+            template.append(WILDCARD)
+        else:
+            template.append(None)
+            split_columns.append(p)
+    if not split_columns:
+        emit(members, [t for t in template if t is not None])
+        return
+    children: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    for i in members:
+        children[tuple(tokens[i][p] for p in split_columns)].append(i)
+    for values, child in sorted(children.items()):
+        filled = list(template)
+        for p, v in zip(split_columns, values):
+            filled[p] = v
+        emit(child, [t for t in filled if t is not None])
