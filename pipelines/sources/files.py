@@ -1,0 +1,122 @@
+"""Log files named on the command line, read with a bounded size and without trusting their bytes.
+
+A file can be huge (a week of logs), compressed, or not text at all. Each file is read up to
+``max_bytes`` - its *end*, since the lines nearest an alert are the newest - with invalid
+UTF-8 replaced rather than fatal; ``.gz`` files are decompressed with the same bound. A file
+that cannot be read, or that looks binary, is reported by name and the other files go on.
+Lines are not filtered by time here: timestamps are parsed later by the log engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from pipelines.schemas import Alert, LogEvent
+from pipelines.sources.base import SourceResult, describe_error
+
+BINARY_SNIFF_BYTES = 8192
+# Share of undecodable or control characters above which a file is not a text log. NUL bytes
+# are left out of the share: log rotation by copytruncate leaves runs of them in text files.
+BINARY_ODD_FRACTION = 0.10
+_TEXT_CONTROLS = frozenset("\t\n\r\f\v\x1b")
+
+
+@dataclass
+class FileRead:
+    """One file's lines and what was left out of it."""
+
+    lines: list[str] = field(default_factory=list)
+    skipped_bytes: int = 0
+    replaced_chars: int = 0
+    nul_bytes: int = 0
+    error: str | None = None
+
+
+def looks_binary(sample: bytes) -> bool:
+    """True when the bytes are mostly not text: undecodable, or control characters."""
+    text = sample.replace(b"\x00", b"").decode("utf-8", errors="replace")
+    if not text:
+        return bool(sample)
+    odd = sum(1 for ch in text if ch == "\ufffd" or ((ord(ch) < 32 or ord(ch) == 127) and ch not in _TEXT_CONTROLS))
+    return odd > BINARY_ODD_FRACTION * len(text)
+
+
+def read_tail(path: Path, max_bytes: int) -> FileRead:
+    """The last ``max_bytes`` of a (possibly gzipped) file as lines, binary-safe."""
+    try:
+        if path.suffix == ".gz":
+            data, skipped = _gzip_tail(path, max_bytes)
+        else:
+            size = path.stat().st_size
+            with path.open("rb") as handle:
+                skipped = max(size - max_bytes, 0)
+                handle.seek(skipped)
+                data = handle.read(max_bytes)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        return FileRead(error=f"{path}: cannot read ({describe_error(exc)})")
+    if looks_binary(data[:BINARY_SNIFF_BYTES]):
+        return FileRead(error=f"{path}: looks binary, not a text log; skipped")
+    if skipped:
+        # The first line was cut in the middle: drop it up to the first newline.
+        cut = data.find(b"\n")
+        skipped += cut + 1 if cut >= 0 else len(data)
+        data = data[cut + 1 :] if cut >= 0 else b""
+    nul_bytes = data.count(b"\x00")
+    text = data.replace(b"\x00", b"").decode("utf-8", errors="replace")
+    replaced = text.count("\ufffd")
+    lines = [line for line in text.splitlines() if line.strip()]
+    return FileRead(lines=lines, skipped_bytes=skipped, replaced_chars=replaced, nul_bytes=nul_bytes)
+
+
+def _gzip_tail(path: Path, max_bytes: int) -> tuple[bytes, int]:
+    """Decompress in blocks, keeping only the last ``max_bytes``: memory stays bounded."""
+    keep = bytearray()
+    total = 0
+    with gzip.open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            total += len(block)
+            keep += block
+            if len(keep) > max_bytes:
+                del keep[: len(keep) - max_bytes]
+    return bytes(keep), total - len(keep)
+
+
+class FilesSource:
+    """Log files given on the CLI; the file name is kept as a label on every line."""
+
+    def __init__(self, paths: Iterable[str | os.PathLike[str]], *, max_bytes: int = 64 * 1024 * 1024,
+                 service: str | None = None) -> None:
+        self.name = "files"
+        self.paths = [Path(p) for p in paths]
+        self.max_bytes = max_bytes
+        self.service = service
+
+    async def fetch(self, alert: Alert, start: datetime, end: datetime) -> SourceResult:
+        reads = await asyncio.gather(*(asyncio.to_thread(read_tail, p, self.max_bytes) for p in self.paths))
+        logs: list[LogEvent] = []
+        problems: list[str] = []
+        dropped: dict[str, int] = {}
+        for path, read in zip(self.paths, reads):
+            if read.error:
+                problems.append(read.error)
+                dropped["unreadable_files"] = dropped.get("unreadable_files", 0) + 1
+                continue
+            if read.skipped_bytes:
+                problems.append(f"{path}: only the last {self.max_bytes} bytes read ({read.skipped_bytes} skipped)")
+                dropped["bytes_over_limit"] = dropped.get("bytes_over_limit", 0) + read.skipped_bytes
+            if read.nul_bytes:
+                dropped["nul_bytes"] = dropped.get("nul_bytes", 0) + read.nul_bytes
+            if read.replaced_chars:
+                dropped["invalid_utf8_chars"] = dropped.get("invalid_utf8_chars", 0) + read.replaced_chars
+            labels = {"file": path.name}
+            logs.extend(LogEvent(message=line, service=self.service, labels=labels) for line in read.lines)
+        error = "; ".join(problems) if problems else None
+        if not logs:
+            return SourceResult(status="error" if problems else "no_data", error=error, dropped=dropped)
+        return SourceResult(status="ok", logs=logs, error=error, dropped=dropped)

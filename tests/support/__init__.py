@@ -1,0 +1,1 @@
+"""Test helpers: small real HTTP servers that follow the documented APIs of our dependencies."""

@@ -1,0 +1,81 @@
+"""Log files from the CLI: bounded, binary-safe, one bad file never hides the others."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pipelines.schemas import Alert
+from pipelines.sources import FilesSource, gather_context
+
+NOW = datetime(2024, 3, 1, 12, 5, tzinfo=timezone.utc)
+ALERT = Alert(name="ServiceDown", timestamp=NOW, labels={"service": "api"})
+
+
+async def fetch(source: FilesSource):
+    return await source.fetch(ALERT, NOW, NOW)
+
+
+async def test_lines_of_every_file_are_read_with_the_file_name(tmp_path: Path) -> None:
+    (tmp_path / "a.log").write_text("one\ntwo\n\n")
+    with gzip.open(tmp_path / "b.log.gz", "wt") as handle:
+        handle.write("three\nfour\n")
+    result = await fetch(FilesSource([tmp_path / "a.log", tmp_path / "b.log.gz"]))
+    assert result.status == "ok" and result.error is None
+    assert [(e.message, e.labels["file"]) for e in result.logs] == [
+        ("one", "a.log"), ("two", "a.log"), ("three", "b.log.gz"), ("four", "b.log.gz")
+    ]
+
+
+async def test_a_large_file_is_read_to_its_end_within_the_bound(tmp_path: Path) -> None:
+    path = tmp_path / "big.log"
+    path.write_text("".join(f"line {i:05d}\n" for i in range(10_000)))  # 110,000 bytes
+    result = await fetch(FilesSource([path], max_bytes=2048))
+    messages = [e.message for e in result.logs]
+    assert messages[-1] == "line 09999"
+    assert all(m.startswith("line ") and len(m) == 10 for m in messages)  # no half line at the cut
+    assert sum(len(m) + 1 for m in messages) <= 2048
+    assert "only the last 2048 bytes" in (result.error or "")
+    assert result.dropped["bytes_over_limit"] == path.stat().st_size - sum(len(m) + 1 for m in messages)
+
+
+async def test_gzip_is_bounded_too(tmp_path: Path) -> None:
+    path = tmp_path / "big.log.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write("".join(f"line {i:05d}\n" for i in range(10_000)))
+    result = await fetch(FilesSource([path], max_bytes=2048))
+    assert result.logs[-1].message == "line 09999" and len(result.logs) < 200
+
+
+async def test_invalid_utf8_is_replaced_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.log"
+    path.write_bytes("caf\xe9 ok\nsecond\n".encode("latin-1"))
+    result = await fetch(FilesSource([path]))
+    assert [e.message for e in result.logs] == ["caf\ufffd ok", "second"]
+    assert result.dropped["invalid_utf8_chars"] == 1
+
+
+async def test_binary_and_missing_files_are_named_and_the_rest_go_on(tmp_path: Path) -> None:
+    good = tmp_path / "good.log"
+    good.write_text("kept\n")
+    binary = tmp_path / "core.dump"
+    binary.write_bytes(bytes(range(256)) * 40)
+    missing = tmp_path / "nope.log"
+    telemetry, reasons = await gather_context([FilesSource([binary, good, missing])], ALERT, NOW, NOW)
+    assert [e.message for e in telemetry.logs] == ["kept"]
+    assert len(reasons) == 1
+    assert "core.dump: looks binary" in reasons[0] and "nope.log: cannot read" in reasons[0]
+
+
+async def test_only_unreadable_files_is_an_error(tmp_path: Path) -> None:
+    result = await fetch(FilesSource([tmp_path / "missing.log"]))
+    assert result.status == "error" and "missing.log" in (result.error or "")
+
+
+async def test_nul_runs_left_by_copytruncate_are_dropped_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "rotated.log"
+    path.write_bytes(b"\x00" * 500 + b"after rotation\nnext\n")
+    result = await fetch(FilesSource([path]))
+    assert [e.message for e in result.logs] == ["after rotation", "next"]
+    assert result.dropped["nul_bytes"] == 500
