@@ -1,0 +1,269 @@
+"""Ingress deployment: the HTTP API (FastAPI) in front of the pipeline.
+
+Thin by design: routes validate input, call ``IncidentService`` or the ``Store``, and turn
+known failures into clear 4xx/503 answers. The stages run in their own deployments and
+are reached through the handles given at composition (``pipelines/app.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from anomaly import AnomalyReport, Digest, MetricFrame
+from deployments.body_limit import BodySizeLimit, BodyTooLarge
+from pipelines import metrics
+from pipelines.incidents import IncidentService
+from pipelines.pipeline import AnalysisPipeline, Chunk, ChunkDigest
+from pipelines.reasoning.base import Evidence, Verdict
+from pipelines.schemas import (
+    AlertmanagerWebhook,
+    Analysis,
+    AnalyzeRequest,
+    Category,
+    Incident,
+    IncidentPage,
+    RemediationStep,
+    Severity,
+    Stats,
+)
+from pipelines.settings import Settings
+from pipelines.store import IncidentNotFound, Store
+
+log = logging.getLogger(__name__)
+
+api = FastAPI(
+    title="Incident root-cause analyzer",
+    version="0.1.0",
+    description="Alerts in; ranked root causes with evidence and remediation out.",
+)
+api.add_middleware(BodySizeLimit)
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """Name each bad field (``body.alert.timestamp: Field required``) instead of a raw dump."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        problems.append(f"{where}: {error.get('msg', 'invalid')}")
+    metrics.count_rejected("invalid_input")
+    return JSONResponse(status_code=422, content={"detail": "; ".join(problems[:20]), "errors": problems[:100]})
+
+
+@api.exception_handler(BodyTooLarge)
+async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+    metrics.count_rejected("body_too_large")
+    return JSONResponse(status_code=413, content={"detail": str(exc)})
+
+
+@api.exception_handler(IncidentNotFound)
+async def _not_found(request: Request, exc: IncidentNotFound) -> JSONResponse:
+    return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+
+class ServiceUnavailable(HTTPException):
+    def __init__(self, what: str) -> None:
+        super().__init__(status_code=503, detail=what, headers={"Retry-After": "5"})
+
+
+@serve.deployment(name="Ingress", num_replicas=1, ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
+@serve.ingress(api)
+class Ingress:
+    def __init__(
+        self,
+        settings: Settings,
+        summarizer: DeploymentHandle,
+        scorer: DeploymentHandle,
+        reasoner: DeploymentHandle,
+    ) -> None:
+        self._settings = settings
+        self._summarizer = summarizer
+        self._scorer = scorer
+        self._reasoner = reasoner
+        self._pipeline = AnalysisPipeline(
+            self._summarize_chunk, self._score, self._reason, chunk_lines=settings.chunk_lines
+        )
+        self._store: Store | None = None
+        self._service: IncidentService | None = None
+        self._connect_lock = asyncio.Lock()
+        self._background: set[asyncio.Task] = set()
+        self._publisher: Any = None
+        BodySizeLimit.limit = settings.max_body_bytes
+        if settings.kafka_bootstrap:
+            from pipelines.kafka_reader import ensure_reader
+
+            ensure_reader(settings, app_name=serve.get_replica_context().app_name)
+
+    # ---------------------------------------------------------------- stage adapters
+
+    async def _summarize_chunk(self, chunk: Chunk) -> ChunkDigest:
+        return await self._summarizer.summarize_chunk.remote(chunk)
+
+    async def _score(
+        self, window: Digest, baseline: Digest | None, metrics_: MetricFrame, baseline_metrics: MetricFrame | None
+    ) -> AnomalyReport:
+        return await self._scorer.score.remote(window, baseline, metrics_, baseline_metrics)
+
+    async def _reason(self, evidence: Evidence) -> Verdict:
+        return await self._reasoner.reason.remote(evidence)
+
+    async def _incidents(self) -> IncidentService:
+        """Connect to the database on first use, so a database that is down answers 503, not a dead replica."""
+        if self._service is not None:
+            return self._service
+        async with self._connect_lock:
+            if self._service is None:
+                try:
+                    self._store = await Store.connect(self._settings.database_url or "")
+                except Exception as exc:
+                    raise ServiceUnavailable(f"database unavailable: {exc}") from exc
+                gather = None
+                if self._settings.prometheus_url or self._settings.loki_url:
+                    from pipelines.sources import build_gatherer
+
+                    gather = build_gatherer(self._settings)
+                self._service = IncidentService(
+                    self._store,
+                    self._pipeline,
+                    context_window_seconds=self._settings.context_window_seconds,
+                    gather_context=gather,
+                )
+        return self._service
+
+    async def _store_ready(self) -> Store:
+        await self._incidents()
+        assert self._store is not None
+        return self._store
+
+    # ---------------------------------------------------------------- Python API (Kafka reader, CLI)
+
+    async def process_alert(self, alert: dict, logs: list[Any] | None = None) -> dict:
+        """Record and analyze one alert; idempotent (used by the Kafka reader)."""
+        from pipelines.schemas import Alert
+
+        service = await self._incidents()
+        return await service.process_alert(Alert.model_validate(alert), logs)
+
+    async def analyze(self, request: dict) -> dict:
+        """The same as ``POST /analyze``, for callers that hold a handle (CLI, evaluation)."""
+        service = await self._incidents()
+        analysis = await service.analyze_request(AnalyzeRequest.model_validate(request))
+        return analysis.model_dump(mode="json")
+
+    # ---------------------------------------------------------------- HTTP API
+
+    @api.get("/health", tags=["operations"])
+    async def health(self) -> dict:
+        database = "ok"
+        try:
+            store = await self._store_ready()
+            await store.ping()
+        except Exception as exc:
+            database = f"unavailable: {exc}"
+        return {
+            "status": "ok" if database == "ok" else "degraded",
+            "database": database,
+            "reasoner": f"llm:{self._settings.openai_model}" if self._settings.llm_configured else "evidence",
+            "kafka": self._settings.kafka_bootstrap or "disabled",
+        }
+
+    @api.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def metrics_endpoint(self) -> Response:
+        body, content_type = metrics.render_latest()
+        return Response(content=body, media_type=content_type)
+
+    @api.post("/analyze", response_model=Analysis, tags=["analysis"])
+    async def analyze_http(self, request: AnalyzeRequest) -> Analysis:
+        """Analyze one alert with the logs, metrics and spans given (and configured sources)."""
+        if len(request.logs) > self._settings.max_lines_per_request:
+            metrics.count_rejected("too_many_lines")
+            raise HTTPException(
+                status_code=413,
+                detail=f"logs: {len(request.logs)} lines, more than the limit of "
+                f"{self._settings.max_lines_per_request} (RCA_MAX_LINES_PER_REQUEST)",
+            )
+        service = await self._incidents()
+        return await service.analyze_request(request)
+
+    @api.post("/webhook/alertmanager", status_code=202, tags=["alerts"])
+    async def alertmanager_webhook(self, payload: AlertmanagerWebhook) -> dict:
+        """Alertmanager's webhook (version 4). With Kafka: published, then 202. Without: analyzed here."""
+        alerts = [a.to_alert() for a in payload.alerts]
+        if self._settings.kafka_bootstrap:
+            await self._publish(alerts)
+            return {"accepted": len(alerts), "via": "kafka"}
+        service = await self._incidents()
+        for alert in alerts:
+            task = asyncio.create_task(self._process_logged(service, alert))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return {"accepted": len(alerts), "via": "direct"}
+
+    async def _process_logged(self, service: IncidentService, alert: Any) -> None:
+        try:
+            await service.process_alert(alert)
+        except Exception:
+            log.exception("alert %s (%s) could not be processed", alert.name, alert.identity())
+
+    async def _publish(self, alerts: list[Any]) -> None:
+        from pipelines.kafka_producer import AlertPublisher, KafkaUnavailable
+
+        try:
+            if self._publisher is None:
+                publisher = AlertPublisher(self._settings.kafka_bootstrap or "")
+                await publisher.start()
+                self._publisher = publisher
+            await self._publisher.publish(alerts)
+        except KafkaUnavailable as exc:
+            raise ServiceUnavailable(f"kafka unavailable: {exc}") from exc
+
+    @api.get("/api/incidents", response_model=IncidentPage, tags=["incidents"])
+    async def list_incidents(
+        self,
+        page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+        page_size: Annotated[int, Query(ge=1, le=100)] = 20,
+        classification: Category | None = None,
+        service: Annotated[str | None, Query(max_length=200)] = None,
+        severity: Severity | None = None,
+        status: Annotated[str | None, Query(pattern="^(open|resolved)$")] = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> IncidentPage:
+        store = await self._store_ready()
+        return await store.list_incidents(
+            page=page,
+            page_size=page_size,
+            category=classification,
+            service=service,
+            severity=severity,
+            status=status,
+            since=since,
+            until=until,
+        )
+
+    @api.get("/api/incidents/{incident_id}", response_model=Incident, tags=["incidents"])
+    async def get_incident(self, incident_id: str) -> Incident:
+        store = await self._store_ready()
+        return await store.get_incident(incident_id)
+
+    @api.get("/api/incidents/{incident_id}/remediation", response_model=list[RemediationStep], tags=["incidents"])
+    async def get_remediation(self, incident_id: str) -> list[RemediationStep]:
+        store = await self._store_ready()
+        incident = await store.get_incident(incident_id)
+        if incident.analysis is None:
+            raise HTTPException(status_code=404, detail=f"incident {incident_id!r} has no analysis yet")
+        return incident.analysis.remediation
+
+    @api.get("/api/stats", response_model=Stats, tags=["incidents"])
+    async def stats(self) -> Stats:
+        store = await self._store_ready()
+        return await store.stats()

@@ -1,0 +1,214 @@
+"""One incident through the stages: summarize (fan-out) -> score -> reason -> Analysis.
+
+The stages are given as async callables, so this module knows nothing of Ray: in
+production they call Serve deployment handles (``deployments/ingress.py``); the same
+class runs every path into the pipeline (HTTP, webhook, Kafka, CLI, evaluation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from anomaly import AnomalyReport, Digest, LogRecord, MetricFrame, ScoredItem, parse_lines, summarize
+from pipelines.reasoning.base import Evidence, Verdict
+from pipelines.schemas import (
+    Analysis,
+    AnalysisStats,
+    Anomaly,
+    IncidentContext,
+    LogEvent,
+    LogInput,
+    MetricSeries,
+)
+
+# A chunk crosses process boundaries, so it is plain data: text lines or LogEvent dicts.
+Chunk = list[str | dict]
+MAX_ANOMALIES_ON_ANALYSIS = 20
+
+
+@dataclass
+class ChunkDigest:
+    """What one summarizer replica returns for one chunk."""
+
+    digest: Digest
+    dropped: dict[str, int] = field(default_factory=dict)
+    chunks: int = 1
+
+
+SummarizeChunk = Callable[[Chunk], Awaitable[ChunkDigest]]
+ScoreAnomalies = Callable[[Digest, Digest | None, MetricFrame, MetricFrame | None], Awaitable[AnomalyReport]]
+Reason = Callable[[Evidence], Awaitable[Verdict]]
+
+
+def digest_chunk(chunk: Chunk, *, max_line_bytes: int = 65_536) -> ChunkDigest:
+    """Parse one chunk of lines or events and mine it into a Digest (the summarizer's work)."""
+    texts = [item for item in chunk if isinstance(item, str)]
+    intake = parse_lines(texts, max_line_bytes=max_line_bytes)
+    records = intake.records
+    dropped = dict(intake.dropped)
+    for item in chunk:
+        if isinstance(item, dict):
+            record = _record_from_event(item, max_line_bytes, dropped)
+            if record is not None:
+                records.append(record)
+    return ChunkDigest(Digest.from_records(records), dropped)
+
+
+def _record_from_event(event: dict, max_line_bytes: int, dropped: dict[str, int]) -> LogRecord | None:
+    message = str(event.get("message") or "")
+    if not message.strip():
+        dropped["empty"] = dropped.get("empty", 0) + 1
+        return None
+    if len(message.encode("utf-8", "replace")) > max_line_bytes:
+        message = message.encode("utf-8", "replace")[:max_line_bytes].decode("utf-8", "ignore")
+        dropped["truncated"] = dropped.get("truncated", 0) + 1
+    timestamp = event.get("timestamp")
+    level = event.get("level")
+    return LogRecord(
+        message=message,
+        timestamp=float(timestamp) if isinstance(timestamp, (int, float)) else None,
+        level=str(level).upper() if level else None,
+        service=event.get("service"),
+        pod=event.get("pod"),
+    )
+
+
+def to_chunk_items(logs: Sequence[LogInput]) -> list[str | dict]:
+    """Lines and events as plain data; event timestamps become unix seconds."""
+    items: list[str | dict] = []
+    for entry in logs:
+        if isinstance(entry, LogEvent):
+            data = entry.model_dump(exclude={"labels"})
+            data["timestamp"] = entry.timestamp.timestamp() if entry.timestamp else None
+            items.append(data)
+        else:
+            items.append(entry)
+    return items
+
+
+def split_chunks(items: list[str | dict], chunk_lines: int) -> Iterator[Chunk]:
+    """Chunks of about ``chunk_lines``, never cutting a stack trace from the line it belongs to."""
+    start = 0
+    while start < len(items):
+        end = min(start + chunk_lines, len(items))
+        while end < len(items) and _is_continuation(items[end]):
+            end += 1
+        yield items[start:end]
+        start = end
+
+
+def _is_continuation(item: str | dict) -> bool:
+    if not isinstance(item, str) or not item:
+        return False
+    return item[0] in " \t" or item.startswith(("Caused by:", "at ", "..."))
+
+
+def metric_frame(series: Sequence[MetricSeries]) -> MetricFrame:
+    frame: MetricFrame = {}
+    for s in series:
+        frame.setdefault((s.service, s.name), []).extend(s.points)
+    return frame
+
+
+class AnalysisPipeline:
+    """Runs the stages for one incident and assembles the Analysis."""
+
+    def __init__(
+        self,
+        summarize_chunk: SummarizeChunk,
+        score_anomalies: ScoreAnomalies,
+        reason: Reason,
+        *,
+        chunk_lines: int = 20_000,
+    ) -> None:
+        self._summarize_chunk = summarize_chunk
+        self._score_anomalies = score_anomalies
+        self._reason = reason
+        self._chunk_lines = chunk_lines
+
+    async def digest(self, logs: Sequence[LogInput]) -> ChunkDigest:
+        """Fan the lines out over the summarizer replicas and merge what comes back."""
+        chunks = list(split_chunks(to_chunk_items(logs), self._chunk_lines))
+        if not chunks:
+            return ChunkDigest(Digest.from_records([]), {}, chunks=0)
+        parts = await asyncio.gather(*(self._summarize_chunk(chunk) for chunk in chunks))
+        dropped: dict[str, int] = {}
+        for part in parts:
+            for reason, n in part.dropped.items():
+                dropped[reason] = dropped.get(reason, 0) + n
+        return ChunkDigest(Digest.merge_all(p.digest for p in parts), dropped, chunks=len(parts))
+
+    async def analyze(self, incident_id: str, context: IncidentContext) -> Analysis:
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+
+        t = time.perf_counter()
+        window_logs = context.window.logs
+        baseline_logs = context.baseline.logs if context.baseline else []
+        window, baseline = await asyncio.gather(self.digest(window_logs), self.digest(baseline_logs))
+        baseline_digest = baseline.digest if baseline_logs else None
+        timings["summarize"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        metrics = metric_frame(context.window.metrics)
+        baseline_metrics = metric_frame(context.baseline.metrics) if context.baseline else None
+        report = await self._score_anomalies(window.digest, baseline_digest, metrics, baseline_metrics or None)
+        flagged = report.flagged()
+        summary = summarize(
+            window.digest, must_include=[i.template_id for i in flagged if i.template_id], max_words=200
+        )
+        timings["score"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        evidence = Evidence(
+            alert=context.alert,
+            summary=summary,
+            digest=window.digest,
+            report=report,
+            baseline_digest=baseline_digest,
+            metrics=metrics,
+            baseline_metrics=baseline_metrics,
+            spans=context.window.spans,
+            baseline_spans=context.baseline.spans if context.baseline else [],
+        )
+        verdict = await self._reason(evidence)
+        timings["reason"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - started
+
+        degraded_reasons = [*context.degraded_reasons, *verdict.degraded_reasons]
+        return Analysis(
+            incident_id=incident_id,
+            summary=summary,
+            classification=verdict.classification,
+            hypotheses=verdict.hypotheses[:3],
+            remediation=verdict.remediation,
+            anomalies=[_anomaly(item) for item in flagged[:MAX_ANOMALIES_ON_ANALYSIS]],
+            reasoner=verdict.reasoner,
+            degraded=bool(degraded_reasons),
+            degraded_reasons=degraded_reasons,
+            timings={k: round(v, 4) for k, v in timings.items()},
+            stats=AnalysisStats(
+                lines_in=window.digest.lines,
+                lines_dropped=window.dropped,
+                templates=len(window.digest.templates),
+                anomalies=len(flagged),
+                services=len(window.digest.services),
+                chunks=window.chunks,
+                redactions=verdict.redactions,
+            ),
+            llm_usage=verdict.llm_usage,
+        )
+
+
+def _anomaly(item: ScoredItem) -> Anomaly:
+    return Anomaly(
+        kind=item.kind,  # type: ignore[arg-type]
+        subject=item.subject,
+        score=round(float(item.score), 4),
+        service=item.service,
+        detail=item.detail,
+        evidence=list(item.evidence)[:5],
+    )

@@ -1,0 +1,110 @@
+"""Remediation playbooks, one per kind of fault.
+
+A playbook is an ordered list of steps with a command template; ``{service}`` and
+``{namespace}`` are filled from the hypothesis. Adding a fault kind is adding one entry.
+Read-only diagnosis comes first (low risk), changes later (medium/high risk).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipelines.schemas import RemediationStep, RiskLevel
+
+
+@dataclass(frozen=True)
+class Step:
+    action: str
+    command: str | None
+    expected_outcome: str
+    risk: RiskLevel
+
+
+L, M, H = RiskLevel.low, RiskLevel.medium, RiskLevel.high
+
+PLAYBOOKS: dict[str, list[Step]] = {
+    "memory_leak": [
+        Step("Confirm memory growth and OOM kills of {service}", "kubectl top pod -n {namespace} -l app={service}; kubectl get events -n {namespace} --field-selector reason=OOMKilling", "Memory near the limit and OOMKilled events confirm the leak", L),
+        Step("Capture a heap dump from one replica before it restarts", "kubectl exec -n {namespace} deploy/{service} -- jcmd 1 GC.heap_dump /tmp/heap.hprof", "A heap dump to find the object that grows", L),
+        Step("Restart {service} to restore service while the leak is investigated", "kubectl rollout restart deployment/{service} -n {namespace}", "Memory back to its normal level and errors stop for now", M),
+        Step("Roll back the last deploy of {service} if the leak started with it", "kubectl rollout undo deployment/{service} -n {namespace}", "Memory stays flat after the rollback", H),
+    ],
+    "code_exception": [
+        Step("Read the failing requests' exceptions in {service}", "kubectl logs -n {namespace} deploy/{service} --since=15m | grep -A20 -E 'Exception|Error'", "The exception and the code path that throws it", L),
+        Step("Check whether a deploy of {service} coincides with the errors", "kubectl rollout history deployment/{service} -n {namespace}", "A revision deployed just before the first error", L),
+        Step("Roll back {service} to the previous revision", "kubectl rollout undo deployment/{service} -n {namespace}", "Error rate of {service} back to baseline", H),
+    ],
+    "db_connection_exhaustion": [
+        Step("Look at connections on the database", "psql -c \"SELECT state, count(*) FROM pg_stat_activity GROUP BY state\"", "Connections at max_connections, many idle in transaction or waiting", L),
+        Step("Find and end idle-in-transaction sessions holding connections", "psql -c \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle in transaction' AND state_change < now() - interval '5 minutes'\"", "Connections freed; waiting requests proceed", M),
+        Step("Lower the pool size per replica of the callers or add PgBouncer in front of {service}", None, "Total pool sizes below max_connections", M),
+        Step("Scale down the callers that open the most connections, if the database stays saturated", "kubectl scale deployment/<caller> -n {namespace} --replicas=<n>", "Fewer connections; database accepts new ones", H),
+    ],
+    "database_error": [
+        Step("Check the database's health, locks and replication", "psql -c \"SELECT * FROM pg_stat_activity WHERE wait_event IS NOT NULL\"", "Lock waits or a stuck query identified", L),
+        Step("Cancel the blocking query", "psql -c \"SELECT pg_cancel_backend(<pid>)\"", "Blocked queries proceed", M),
+    ],
+    "dns_failure": [
+        Step("Check cluster DNS pods and their errors", "kubectl get pods -n kube-system -l k8s-app=kube-dns; kubectl logs -n kube-system -l k8s-app=kube-dns --since=15m | grep -i error", "CoreDNS pods unhealthy or timing out upstream", L),
+        Step("Resolve a service name from inside {service}", "kubectl exec -n {namespace} deploy/{service} -- nslookup kubernetes.default", "Lookup fails or times out: DNS is the cause", L),
+        Step("Restart CoreDNS", "kubectl rollout restart deployment/coredns -n kube-system", "Lookups succeed again; errors drop", M),
+        Step("Scale CoreDNS up if it is overloaded", "kubectl scale deployment/coredns -n kube-system --replicas=4", "DNS latency back to normal", M),
+    ],
+    "network_delay": [
+        Step("Measure latency between {service} and its callers", "kubectl exec -n {namespace} deploy/{service} -- sh -c 'time wget -qO- http://localhost:8080/health'", "Latency inside the pod normal, between pods high", L),
+        Step("Look for traffic shaping or mesh fault injection on {service}", "kubectl exec -n {namespace} deploy/{service} -- tc qdisc show; kubectl get virtualservice,destinationrule -n {namespace}", "A netem delay or a fault rule on the path", L),
+        Step("Remove the delay rule or move {service} off the degraded node", "kubectl exec -n {namespace} deploy/{service} -- tc qdisc del dev eth0 root", "Latency back to baseline", M),
+    ],
+    "network_error": [
+        Step("Check connectivity from {service} to its dependencies", "kubectl exec -n {namespace} deploy/{service} -- nc -zv <dependency> <port>", "Refused or unreachable dependency identified", L),
+        Step("Check NetworkPolicies and recent changes in the namespace", "kubectl get networkpolicy -n {namespace}", "A policy blocking the path", L),
+        Step("Revert the network change that blocks the path", None, "Connections succeed again", M),
+    ],
+    "cpu_contention": [
+        Step("Check node pressure and the pods of {service}", "kubectl top pod -n {namespace} -l app={service}; kubectl describe node $(kubectl get pod -n {namespace} -l app={service} -o jsonpath='{{.items[0].spec.nodeName}}') | grep -A5 Conditions", "CPU at its limit or the node saturated", L),
+        Step("Find the noisy neighbour on the same node", "kubectl top pod -A --sort-by=cpu | head -20", "The pod consuming the node's CPU", L),
+        Step("Limit the noisy neighbour or move {service} to another node", "kubectl cordon <node>; kubectl delete pod -n {namespace} -l app={service}", "{service} rescheduled; latency back to baseline", M),
+        Step("Raise CPU requests/limits of {service} or scale it out", "kubectl scale deployment/{service} -n {namespace} --replicas=<n+2>", "CPU per pod below 70 %", M),
+    ],
+    "disk_full": [
+        Step("Find the full filesystem", "kubectl describe node <node> | grep -i pressure; kubectl exec -n {namespace} deploy/{service} -- df -h", "A filesystem at 100 %", L),
+        Step("Remove or rotate large logs and temporary files", "kubectl exec -n {namespace} deploy/{service} -- sh -c 'du -sh /var/log/* | sort -h | tail'", "Free space above 20 %", M),
+        Step("Expand the volume or add ephemeral-storage limits", None, "Disk pressure cleared; evictions stop", M),
+    ],
+    "credential_stuffing": [
+        Step("List the source addresses of failed logins", "kubectl logs -n {namespace} deploy/{service} --since=15m | grep -i 'login failed' | grep -oE 'ip=[0-9.]+' | sort | uniq -c | sort -rn | head", "Many addresses, few attempts each: a distributed attack", L),
+        Step("Enable stricter rate limits and CAPTCHA on the login endpoint", None, "Failed-login rate drops", M),
+        Step("Block the attacking ranges at the WAF or ingress", "kubectl annotate ingress <login-ingress> -n {namespace} nginx.ingress.kubernetes.io/denylist-source-range=<ranges>", "Attack traffic refused at the edge", M),
+        Step("Force password resets for accounts that logged in successfully from those addresses", None, "Compromised accounts secured", H),
+    ],
+    "security_event": [
+        Step("Review authentication failures and their sources in {service}", "kubectl logs -n {namespace} deploy/{service} --since=15m | grep -iE 'denied|unauthorized|forbidden'", "Who is refused, and from where", L),
+        Step("Revoke exposed credentials and rotate secrets", None, "Old credentials no longer accepted", H),
+    ],
+    "external_dependency": [
+        Step("Confirm the third party's status from {service}", "kubectl exec -n {namespace} deploy/{service} -- curl -sS -o /dev/null -w '%{{http_code}}' <provider-health-url>", "The provider answers 5xx: the outage is theirs", L),
+        Step("Check the provider's status page and open a ticket", None, "Provider acknowledges the incident", L),
+        Step("Fail over to a secondary provider or degrade gracefully (queue requests, disable the feature)", None, "Users get a degraded but working path", M),
+    ],
+    "unknown": [
+        Step("Read recent errors of {service}", "kubectl logs -n {namespace} deploy/{service} --since=15m | grep -iE 'error|exception|fatal'", "The first error that precedes the others", L),
+        Step("Check recent deploys and events in the namespace", "kubectl get events -n {namespace} --sort-by=.lastTimestamp | tail -30", "A change that coincides with the alert", L),
+        Step("Roll back the change that coincides with the alert", "kubectl rollout undo deployment/{service} -n {namespace}", "Alert resolves", H),
+    ],
+}
+
+
+def remediation_for(fault_type: str, service: str | None, namespace: str | None) -> list[RemediationStep]:
+    """The playbook of a fault type, with the service and namespace filled in."""
+    steps = PLAYBOOKS.get(fault_type, PLAYBOOKS["unknown"])
+    values = {"service": service or "<service>", "namespace": namespace or "default"}
+    return [
+        RemediationStep(
+            step=i,
+            action=s.action.format(**values),
+            command=s.command.format(**values) if s.command else None,
+            expected_outcome=s.expected_outcome.format(**values),
+            risk_level=s.risk,
+        )
+        for i, s in enumerate(steps, start=1)
+    ]
