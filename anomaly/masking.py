@@ -18,15 +18,18 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("url", r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s\"'<>]+", "<URL>"),
     ("uuid", r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", "<UUID>"),
     ("datetime", r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)?\b", "<TS>"),
-    ("time", r"\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b", "<TIME>"),
+    ("time", r"\b\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?\b", "<TIME>"),
     ("ip", r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?\b", "<IP>"),
     ("mac", r"\b(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}\b", "<MAC>"),
-    ("hex", r"\b0[xX][0-9a-fA-F]+\b|\b[0-9a-fA-F]{8,}\b", "<HEX>"),
     ("path", r"(^|[\s=:\"'(\[])(?:[A-Za-z]:)?(?:[\\/][\w.\-$@~+]+){2,}[\\/]?", "${1}<PATH>"),
-    ("quoted", r"\"[^\"\s]*\"|'[^'\s]*'", "\"<*>\""),
+    ("quoted", r"\"[^\"]{0,64}\"|'[^'\s]{0,64}'", "\"<*>\""),
     ("kv", r"\b([A-Za-z_][\w.\-]*)=([^\s,;&\"'\]\)]+)", "${1}=<*>"),
-    ("duration", r"\b\d+(?:\.\d+)?(?:ms|us|µs|ns|s|sec|secs|min|h)\b", "<DUR>"),
+    ("duration", r"\b\d+(?:\.\d+)?\s?(?:ms|us|µs|ns|s|sec|secs|seconds|min|mins|minutes|h|hours)\b", "<DUR>"),
+    ("size", r"\b\d+(?:\.\d+)?\s?(?:[KMGTP]i?B|[KMGTP]|bytes|B)\b", "<SIZE>"),
     ("num", r"[-+]?\b\d+(?:[.,]\d+)*\b", "<NUM>"),
+    ("hex", r"\b0[xX][0-9a-fA-F]+\b|\b[0-9a-fA-F]{8,}\b", "<HEX>"),
+    # a parenthetical holding only one variable (and maybe a unit) is optional detail
+    ("aside", r"\s*\((?:<[A-Z]+>)(?:\s*\w{1,5})?\)", ""),
 )
 
 

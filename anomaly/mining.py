@@ -13,8 +13,8 @@ Steps, per group of messages with the same token count:
    occurs most often among its tokens (ties: the higher frequency): the longest
    common pattern of the group it belongs to;
 3. messages are grouped by root pattern; in each group a column whose values differ
-   is a variable when its values look variable (digits, placeholders, punctuation
-   heavy) or are many; a column with a few word-like values splits the group.
+   is a variable when its values hold a placeholder or are many (more than
+   ``MAX_CONSTANT_VALUES``); a column with a few word-like values splits the group.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ from collections.abc import Sequence
 
 WILDCARD = "<*>"
 #: a column with more distinct word-like values than this is a variable
-MAX_CONSTANT_VALUES = 3
+MAX_CONSTANT_VALUES = 5
 _SPLIT = re.compile(r"\s+")
-_VARIABLE_TOKEN = re.compile(r"\d|<[A-Z*]+>")
+_PLACEHOLDER = re.compile(r"<[A-Z*]+>")
+#: how a token containing placeholders is compared: every placeholder type alike
+_CANON = "<*>"
 
 
 def tokenize(masked: str) -> list[str]:
@@ -35,8 +37,13 @@ def tokenize(masked: str) -> list[str]:
     return [t for t in _SPLIT.split(masked) if t]
 
 
+def canonical(token: str) -> str:
+    """Token as the miner compares it: ``<NUM>``, ``<HEX>``... all read as ``<*>``."""
+    return _PLACEHOLDER.sub(_CANON, token) if "<" in token else token
+
+
 def _looks_variable(token: str) -> bool:
-    return bool(_VARIABLE_TOKEN.search(token))
+    return _CANON in token
 
 
 def mine(signatures: Sequence[str]) -> tuple[list[int], list[str]]:
@@ -47,7 +54,8 @@ def mine(signatures: Sequence[str]) -> tuple[list[int], list[str]]:
     The result depends only on the set of inputs, never on their order.
     """
     order = sorted(range(len(signatures)), key=signatures.__getitem__)
-    tokens = {i: tokenize(signatures[i]) for i in order}
+    originals = {i: tokenize(signatures[i]) for i in order}
+    tokens = {i: [canonical(t) for t in originals[i]] for i in order}
     by_length: dict[int, list[int]] = defaultdict(list)
     for i in order:
         by_length[len(tokens[i])].append(i)
@@ -57,7 +65,15 @@ def mine(signatures: Sequence[str]) -> tuple[list[int], list[str]]:
     texts: list[str] = []
 
     def emit(members: list[int], template: list[str]) -> None:
-        text = " ".join(template)
+        # show the typed placeholder (``<IP>``) where every member has the same one
+        shown = []
+        for p, tok in enumerate(template):
+            if "<" in tok:
+                typed = {originals[m][p] for m in members}
+                if len(typed) == 1:
+                    tok = typed.pop()
+            shown.append(tok)
+        text = " ".join(shown)
         idx = template_index.get(text)
         if idx is None:
             idx = template_index[text] = len(texts)
@@ -100,7 +116,7 @@ def _split_group(members: list[int], tokens: dict[int, list[str]], length: int, 
             template.append(None)
             split_columns.append(p)
     if not split_columns:
-        emit(members, [t for t in template if t is not None])
+        emit(members, template)
         return
     children: dict[tuple[str, ...], list[int]] = defaultdict(list)
     for i in members:
@@ -109,4 +125,4 @@ def _split_group(members: list[int], tokens: dict[int, list[str]], length: int, 
         filled = list(template)
         for p, v in zip(split_columns, values):
             filled[p] = v
-        emit(child, [t for t in filled if t is not None])
+        emit(child, filled)
