@@ -8,6 +8,7 @@ are reached through the handles given at composition (``pipelines/app.py``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from datetime import datetime
 from typing import Annotated, Any
@@ -36,6 +37,7 @@ from pipelines.schemas import (
     Stats,
 )
 from pipelines.settings import Settings
+from pipelines.sources import build_sources, gather_context
 from pipelines.store import IncidentNotFound, Store
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,11 @@ class Ingress:
         self._scorer = scorer
         self._reasoner = reasoner
         self._pipeline = AnalysisPipeline(
-            self._summarize_chunk, self._score, self._reason, chunk_lines=settings.chunk_lines
+            self._summarize_chunk,
+            self._score,
+            self._reason,
+            chunk_lines=settings.chunk_lines,
+            min_chunks=settings.summarizer_replicas,
         )
         self._store: Store | None = None
         self._service: IncidentService | None = None
@@ -126,11 +132,8 @@ class Ingress:
                     self._store = await Store.connect(self._settings.database_url or "")
                 except Exception as exc:
                     raise ServiceUnavailable(f"database unavailable: {exc}") from exc
-                gather = None
-                if self._settings.prometheus_url or self._settings.loki_url:
-                    from pipelines.sources import build_gatherer
-
-                    gather = build_gatherer(self._settings)
+                sources = build_sources(self._settings)
+                gather = functools.partial(gather_context, sources) if sources else None
                 self._service = IncidentService(
                     self._store,
                     self._pipeline,
@@ -153,10 +156,12 @@ class Ingress:
         service = await self._incidents()
         return await service.process_alert(Alert.model_validate(alert), logs)
 
-    async def analyze(self, request: dict) -> dict:
+    async def analyze(self, request: AnalyzeRequest | dict) -> dict:
         """The same as ``POST /analyze``, for callers that hold a handle (CLI, evaluation)."""
         service = await self._incidents()
-        analysis = await service.analyze_request(AnalyzeRequest.model_validate(request))
+        if not isinstance(request, AnalyzeRequest):
+            request = AnalyzeRequest.model_validate(request)
+        analysis = await service.analyze_request(request)
         return analysis.model_dump(mode="json")
 
     # ---------------------------------------------------------------- HTTP API

@@ -27,6 +27,7 @@ from pipelines.schemas import (
 # A chunk crosses process boundaries, so it is plain data: text lines or LogEvent dicts.
 Chunk = list[str | dict]
 MAX_ANOMALIES_ON_ANALYSIS = 20
+MIN_CHUNK_LINES = 1_000
 
 
 @dataclass
@@ -123,15 +124,20 @@ class AnalysisPipeline:
         reason: Reason,
         *,
         chunk_lines: int = 20_000,
+        min_chunks: int = 1,
     ) -> None:
         self._summarize_chunk = summarize_chunk
         self._score_anomalies = score_anomalies
         self._reason = reason
         self._chunk_lines = chunk_lines
+        self._min_chunks = min_chunks
 
     async def digest(self, logs: Sequence[LogInput]) -> ChunkDigest:
         """Fan the lines out over the summarizer replicas and merge what comes back."""
-        chunks = list(split_chunks(to_chunk_items(logs), self._chunk_lines))
+        items = to_chunk_items(logs)
+        # at least one chunk per summarizer replica once there is enough to share
+        size = min(self._chunk_lines, max(MIN_CHUNK_LINES, -(-len(items) // self._min_chunks)))
+        chunks = list(split_chunks(items, size))
         if not chunks:
             return ChunkDigest(Digest.from_records([]), {}, chunks=0)
         parts = await asyncio.gather(*(self._summarize_chunk(chunk) for chunk in chunks))

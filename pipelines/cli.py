@@ -1,0 +1,342 @@
+"""The ``rca`` command: serve the API, analyze files, run the demo and the evaluations.
+
+Every command that analyzes goes through the same Serve application as production
+(``pipelines.runtime``). Progress goes to stderr; ``--json`` prints one JSON object as the
+last line of stdout, so scripts can read it.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipelines.schemas import Alert, AlertmanagerWebhook, Analysis, AnalyzeRequest
+from pipelines.settings import Settings
+
+app = typer.Typer(help="Incident root-cause analyzer on Ray Serve.", no_args_is_help=True, add_completion=False)
+eval_app = typer.Typer(help="Score the analyzer on public benchmark data.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+class CliError(Exception):
+    """A user error: printed as one line naming what was wrong, exit code 2."""
+
+
+def main() -> None:
+    try:
+        app()
+    except CliError as exc:
+        err.print(f"[bold red]error:[/bold red] {exc}")
+        sys.exit(2)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise CliError(f"configuration: {_validation_message(exc)}") from exc
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()[:10])
+
+
+@contextmanager
+def _status(message: str, quiet: bool = False) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr with a changing message; a no-op when quiet."""
+    if quiet:
+        yield lambda _: None
+        return
+    with err.status(message) as status:
+        yield lambda text: status.update(text)
+
+
+# ---------------------------------------------------------------- serve
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port of the API")] = 8000,
+    dashboard: Annotated[bool, typer.Option(help="start Ray's dashboard on :8265")] = True,
+) -> None:
+    """Start the database (embedded unless RCA_DATABASE_URL), Ray and the Serve app; block until Ctrl-C."""
+    from pipelines import runtime
+
+    settings = _settings(host=host, port=port)
+    with _status("starting PostgreSQL, Ray and the Serve application…") as update:
+        local = runtime.start(settings, http=True, dashboard=dashboard)
+        update("ready")
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    out.print(f"[bold green]rca is serving[/bold green] ({'LLM ' + settings.openai_model if settings.llm_configured else 'evidence reasoner'})")
+    out.print(f"  API:        http://{shown_host}:{port}/")
+    out.print(f"  API docs:   http://{shown_host}:{port}/docs")
+    out.print(f"  Health:     http://{shown_host}:{port}/health")
+    out.print(f"  Metrics:    http://{shown_host}:{port}/metrics")
+    if dashboard:
+        out.print("  Ray dashboard: http://127.0.0.1:8265  (Ray 2.60 asks for the token in ~/.ray/auth_token;"
+                  " RAY_AUTH_MODE=disabled turns that off for local use only)")
+    out.print(f"  Database:   {'embedded in ' + str(settings.data_dir / 'postgres') if not settings.database_url else 'RCA_DATABASE_URL'}")
+    out.print("Press Ctrl-C to stop.")
+    stopping = False
+
+    def _stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stopping:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        with _status("stopping…"):
+            runtime.stop()
+        del local
+
+
+# ---------------------------------------------------------------- analyze / demo
+
+
+def _read_json(path: Path, what: str) -> Any:
+    if not path.exists():
+        raise CliError(f"{what} {path}: no such file")
+    if path.is_dir():
+        raise CliError(f"{what} {path}: is a folder, not a JSON file")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise CliError(f"{what} {path}: the file is empty")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{what} {path}: not UTF-8 text (byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{what} {path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+
+
+def load_alert(path: Path) -> Alert:
+    """An alert file: our alert, an ``/analyze`` body with ``alert``, or an Alertmanager webhook (first alert)."""
+    data = _read_json(path, "--alert")
+    try:
+        if isinstance(data, dict) and "alerts" in data:
+            return AlertmanagerWebhook.model_validate(data).alerts[0].to_alert()
+        if isinstance(data, dict) and isinstance(data.get("alert"), dict):
+            data = data["alert"]
+        return Alert.model_validate(data)
+    except ValidationError as exc:
+        raise CliError(f"--alert {path}: {_validation_message(exc)}") from exc
+
+
+def _read_log_files(paths: list[Path], max_bytes: int) -> tuple[list[str], list[str]]:
+    from pipelines.sources.files import read_tail
+
+    lines: list[str] = []
+    notes: list[str] = []
+    for path in paths:
+        if not path.exists():
+            raise CliError(f"--logs {path}: no such file")
+        if path.is_dir():
+            raise CliError(f"--logs {path}: is a folder; give log files")
+        read = read_tail(path, max_bytes)
+        if read.error:
+            notes.append(read.error)
+            continue
+        if read.skipped_bytes:
+            notes.append(f"{path}: only the last {max_bytes} bytes read")
+        lines.extend(read.lines)
+    return lines, notes
+
+
+def _run_analysis(body: dict | AnalyzeRequest, settings: Settings, update: Callable[[str], None]) -> Analysis:
+    from pipelines import runtime
+
+    update("starting PostgreSQL, Ray and the Serve application…")
+    with runtime.running(settings, http=False) as local:
+        update("analyzing through the Serve pipeline…")
+        result = local.ingress.analyze.remote(body).result()
+        update("stopping…")
+    return Analysis.model_validate(result)
+
+
+def _print(analysis: Analysis, as_json: bool, title: str) -> None:
+    if as_json:
+        print(analysis.model_dump_json())
+    else:
+        from pipelines.report import render_analysis
+
+        out.print(render_analysis(analysis, title=title))
+
+
+@app.command()
+def analyze(
+    alert: Annotated[Path, typer.Option(help="alert JSON: our alert, an /analyze body, or an Alertmanager webhook")],
+    logs: Annotated[list[Path] | None, typer.Option(help="log file (repeat for more); .gz is read too")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the analysis as one JSON object")] = False,
+    context_window: Annotated[int, typer.Option(help="seconds of context before the alert")] = 300,
+) -> None:
+    """Analyze an alert with log files, through the same Serve pipeline as the API."""
+    settings = _settings()
+    parsed = load_alert(alert)
+    lines, notes = _read_log_files(list(logs or []), settings.max_body_bytes)
+    if logs and not lines:
+        raise CliError("--logs: no readable log lines in " + ", ".join(str(p) for p in logs) + (f" ({'; '.join(notes)})" if notes else ""))
+    for note in notes:
+        err.print(f"[yellow]warning:[/yellow] {note}")
+    body = {"alert": parsed.model_dump(mode="json"), "context_window": context_window, "logs": lines}
+    with _status("starting…", quiet=False) as update:
+        analysis = _run_analysis(body, settings, update)
+    _print(analysis, as_json, f"{parsed.name} on {parsed.service or 'unknown service'}")
+
+
+@app.command()
+def demo(
+    scenario: Annotated[str, typer.Option(help="which fault to simulate (see `rca scenarios`)")] = "db_pool_exhaustion",
+    seed: Annotated[int, typer.Option(help="random seed: same seed, same incident")] = 7,
+    as_json: Annotated[bool, typer.Option("--json", help="print the analysis as one JSON object")] = False,
+) -> None:
+    """Simulate a realistic incident, analyze it with the Serve pipeline, store it, print the analysis."""
+    from pipelines.simulate import SCENARIOS, simulate
+
+    if scenario not in SCENARIOS:
+        raise CliError(f"--scenario {scenario!r}: unknown; choose one of {', '.join(SCENARIOS)}")
+    incident = simulate(scenario, seed=seed)
+    err.print(f"Simulated [bold]{scenario}[/bold]: {incident.description}; {len(incident.logs)} log lines, "
+              f"{len(incident.metrics)} metric series, alert {incident.alert.name} on {incident.alert.service}.")
+    with _status("starting…") as update:
+        analysis = _run_analysis(incident.request_body(), _settings(), update)
+    _print(analysis, as_json, f"Demo: {incident.alert.name} on {incident.alert.service}")
+
+
+@app.command()
+def scenarios() -> None:
+    """List the incidents the simulator can generate."""
+    from pipelines.simulate import SCENARIOS
+
+    table = Table("scenario", "category", "what happens")
+    for s in SCENARIOS.values():
+        table.add_row(s.name, s.category.value, s.description)
+    out.print(table)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def _dataset(path: Path) -> Path:
+    if not path.exists():
+        raise CliError(f"{path}: no such folder (the benchmark data lives in ../shared/datasets)")
+    if not path.is_dir():
+        raise CliError(f"{path}: not a folder")
+    return path
+
+
+def _emit(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+    else:
+        table = Table("figure", "value")
+        for key, value in result.items():
+            if not isinstance(value, (list, dict)):
+                table.add_row(key, str(value))
+        out.print(table)
+
+
+def _evaluate(run: Callable[..., dict], path: Path) -> dict:
+    try:
+        with _status(f"evaluating {path}…") as update:
+            return run(_dataset(path), progress=update)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+
+
+@eval_app.command("loghub")
+def eval_loghub(
+    path: Annotated[Path, typer.Argument(help="folder with <S>/<S>_2k.log_structured.csv")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Grouping accuracy of template mining on Loghub-2k."""
+    from pipelines.evaluation.loghub import evaluate_loghub
+
+    result = _evaluate(evaluate_loghub, path)
+    if not as_json:
+        table = Table("system", "grouping accuracy")
+        for system, ga in result["systems"].items():
+            table.add_row(system, f"{ga:.3f}")
+        out.print(table)
+    _emit(result, as_json)
+
+
+@eval_app.command("hdfs")
+def eval_hdfs(
+    path: Annotated[Path, typer.Argument(help="folder with session_train.jsonl and session_test.jsonl")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Unsupervised anomaly detection on HDFS sessions."""
+    from pipelines.evaluation.hdfs import evaluate_hdfs
+
+    _emit(_evaluate(evaluate_hdfs, path), as_json)
+
+
+@eval_app.command("nezha")
+def eval_nezha(
+    path: Annotated[Path, typer.Argument(help="folder in the Nezha layout (rca_data/, construct_data/)")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    limit: Annotated[int | None, typer.Option(help="only the first N cases")] = None,
+) -> None:
+    """Replay Train-Ticket fault cases through the Serve pipeline and score root-cause localization."""
+    from pipelines import runtime
+    from pipelines.evaluation.nezha import NezhaDatasetError, load_cases, score_cases
+
+    try:
+        cases = load_cases(_dataset(path))[:limit]
+    except (FileNotFoundError, NezhaDatasetError) as exc:
+        raise CliError(str(exc)) from exc
+    if not cases:
+        raise CliError(f"{path}: no fault cases found (expected rca_data/<date>/<date>-fault_list.json)")
+    settings = _settings(data_dir=Path(tempfile.mkdtemp(prefix="rca-eval-")))
+    results = []
+    with runtime.running(settings, http=False) as local:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=as_json) as progress:
+            task = progress.add_task("nezha cases", total=len(cases))
+            for case in cases:
+                progress.update(task, description=f"case {case.case_id}")
+                try:
+                    context = case.context()
+                except (FileNotFoundError, NezhaDatasetError) as exc:
+                    raise CliError(str(exc)) from exc
+                body = AnalyzeRequest(alert=context.alert, logs=context.window.logs, metrics=context.window.metrics,
+                                      spans=context.window.spans, baseline=context.baseline)
+                started = time.perf_counter()
+                analysis = Analysis.model_validate(local.ingress.analyze.remote(body).result())
+                results.append((case, analysis, time.perf_counter() - started))
+                progress.advance(task)
+    scored = score_cases(results)
+    rows = scored.pop("rows")
+    if not as_json:
+        table = Table("case", "truth", "fault", "predicted (top 3)", "rank", "category", "s")
+        for r in rows:
+            table.add_row(r["case"], r["truth_service"], r["fault_type"], ", ".join(s or "-" for s in r["predicted"]),
+                          str(r["rank"] or "-"), ("✓ " if r["category_ok"] else "✗ ") + r["category"], f"{r['seconds']:.1f}")
+        out.print(table)
+    _emit(scored, as_json)
+
+
+if __name__ == "__main__":
+    main()

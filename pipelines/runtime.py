@@ -1,0 +1,84 @@
+"""Start the whole application on this machine: database, Ray, the Serve app.
+
+One implementation for ``rca serve``, the one-shot commands (``analyze``, ``demo``,
+``eval``) and the test session, so that every path runs the same pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.database import resolve_database_url, stop_embedded
+from pipelines.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LocalApp:
+    settings: Settings
+    ingress: Any  # DeploymentHandle of the Ingress
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+
+def start(settings: Settings, *, http: bool = True, dashboard: bool = False, num_cpus: int | None = None) -> LocalApp:
+    """Resolve the database, start Ray and the Serve app; returns the ingress handle.
+
+    ``http=False`` runs the app without an HTTP proxy (one-shot CLI commands), so it does
+    not clash with an ``rca serve`` already listening on the port.
+    """
+    import ray
+    from ray import serve
+
+    from pipelines.app import APP_NAME, build_app
+
+    database_url = resolve_database_url(settings.database_url, settings.data_dir)
+    settings = settings.model_copy(update={"database_url": database_url})
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count() or 2,
+            include_dashboard=dashboard,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            configure_logging=True,
+        )
+    if http:
+        serve.start(http_options={"host": settings.host, "port": settings.port})
+    else:
+        serve.start(proxy_location="Disabled")
+    handle = serve.run(
+        build_app(settings),
+        name=APP_NAME,
+        route_prefix="/" if http else None,
+        logging_config={"enable_access_log": False, "log_level": "WARNING"},
+    )
+    return LocalApp(settings=settings, ingress=handle)
+
+
+def stop() -> None:
+    import ray
+    from ray import serve
+
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()
+        stop_embedded()
+
+
+@contextmanager
+def running(settings: Settings, **kwargs: Any) -> Iterator[LocalApp]:
+    app = start(settings, **kwargs)
+    try:
+        yield app
+    finally:
+        stop()
