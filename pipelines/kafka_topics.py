@@ -54,8 +54,8 @@ class TopicsResult:
     """What :func:`ensure_topics` did: which topics it created and which already existed."""
 
     created: tuple[str, ...]
-    existing: dict[str, int]
-    """topic -> its partition count (as found; an existing topic is never altered)."""
+    partitions: dict[str, int]
+    """topic -> its partition count (an existing topic is never altered, so it may differ)."""
 
 
 async def ensure_topics(
@@ -114,10 +114,10 @@ async def _create_missing(
                 raise KafkaError(f"creating topic {topic} failed with Kafka error code {code}: {entry[2:]}")
         if created:
             logger.info("created Kafka topics %s with %d partitions", created, partitions)
-    counts: dict[str, int] = {}
+    counts: dict[str, int] = {topic: partitions for topic in created}
     for description in await admin.describe_topics([t for t in wanted if t not in created]):
         counts[description["topic"]] = len(description.get("partitions", []))
-    return TopicsResult(created=tuple(created), existing=counts)
+    return TopicsResult(created=tuple(created), partitions=counts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,10 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     except (KafkaUnavailable, KafkaError, ValueError) as error:
         sys.stderr.write(f"kafka topics: error: {error}\n")
         return 1
-    for topic in result.created:
-        sys.stdout.write(f"created {topic} ({partitions} partitions)\n")
-    for topic, count in sorted(result.existing.items()):
-        sys.stdout.write(f"exists  {topic} ({count} partitions)\n")
+    for topic, count in sorted(result.partitions.items()):
+        verb = "created" if topic in result.created else "exists "
+        sys.stdout.write(f"{verb} {topic} ({count} partitions)\n")
     return 0
 
 

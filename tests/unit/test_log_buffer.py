@@ -61,8 +61,8 @@ def test_parse_falls_back_to_record_time_and_key() -> None:
     ("value", "reason", "names"),
     [
         (None, "empty", "no value"),
-        (b"\xff\xfe not json", "undecodable", "JSON"),
-        (b'{"message": "unterminated', "undecodable", "JSON"),
+        (b"\xff\xfe not json", "undecodable", "not JSON"),
+        (b'{"message": "unterminated', "undecodable", "not JSON"),
         (b"[1, 2]", "invalid", "JSON object"),
         (b'{"service": "api"}', "invalid", "'message'"),
         (b'{"message": 5}', "invalid", "'message'"),

@@ -1,0 +1,601 @@
+"""The Kafka reader: alerts from ``rca.alerts`` become stored incidents, with logs from ``rca.logs`` as context.
+
+One class, :class:`KafkaReader`, two loops:
+
+* **logs** - every partition of ``rca.logs`` is *assigned* (no consumer group: each reader
+  needs every service's lines), starting at the records of the last context window, so a
+  restarted reader refills its buffers from Kafka. Events are checked cheaply and kept as
+  raw bytes in :class:`~pipelines.log_buffer.LogBuffers`; bad ones go to ``rca.dlq``.
+* **alerts** - a consumer group with manual commits. An alert's offset is committed only
+  after ``process(alert, logs)`` returned, i.e. after its incident and analysis are stored
+  (at-least-once). Per partition the committed offset is the lowest offset still in flight,
+  so a slow alert never lets a later one's commit skip it. Incidents are idempotent by
+  fingerprint and start time, so a redelivered alert never makes a second incident.
+
+Backpressure: at most ``max_inflight_analyses`` alerts are analyzed at once and at most
+``max_pending`` are held (waiting for their context or for a slot); when that many are held
+the alert partitions are *paused*, so a slow pipeline stops the consumer instead of filling
+memory. A failing ``process`` (database down, the app restarting) is retried with backoff
+and the offset stays uncommitted; an alert the pipeline rejects as invalid goes to the DLQ.
+Nothing stops the consumer: an undecodable or invalid message goes to ``rca.dlq`` with its
+reason in headers (``rca-dlq-reason``, ``rca-dlq-detail``, ``rca-dlq-source``) and is counted.
+
+Without Ray the class runs in any asyncio loop with a plain ``process`` callback (tests,
+the benchmark); :func:`ensure_reader` runs it as a named detached Ray actor that calls the
+Serve ingress's ``process_alert``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from pydantic import ValidationError
+
+from pipelines import metrics
+from pipelines.kafka_topics import KafkaUnavailable, TopicNames, ensure_topics
+from pipelines.log_buffer import InvalidLogEvent, LogBuffers, parse_log_event
+from pipelines.schemas import Alert
+from pipelines.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Process = Callable[[dict[str, Any], list[dict[str, Any]]], Awaitable[dict[str, Any]]]
+"""``process(alert as JSON dict, log events) -> {"incident_id", "created", "analyzed", "status"}``; stores first."""
+
+READER_NAMESPACE = "rca"
+LOGS_FETCH_RECORDS = 20_000
+RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+REVOKE_WAIT_SECONDS = 30.0
+
+
+def _now() -> float:
+    return time.time()
+
+
+class PartitionProgress:
+    """Offsets of one partition that are in flight; what may be committed is the lowest unfinished one.
+
+    Pure bookkeeping (no Kafka), so the at-least-once rule is tested on its own.
+    """
+
+    __slots__ = ("pending", "next_offset", "committed")
+
+    def __init__(self) -> None:
+        self.pending: set[int] = set()
+        self.next_offset: int | None = None  # one past the highest offset taken
+        self.committed: int | None = None
+
+    def take(self, offset: int) -> None:
+        self.pending.add(offset)
+        if self.next_offset is None or offset + 1 > self.next_offset:
+            self.next_offset = offset + 1
+
+    def finish(self, offset: int) -> None:
+        self.pending.discard(offset)
+
+    def committable(self) -> int | None:
+        """The offset to commit now (the next record to read after a restart), or None if nothing new."""
+        if self.next_offset is None:
+            return None
+        offset = min(self.pending) if self.pending else self.next_offset
+        return None if self.committed is not None and offset <= self.committed else offset
+
+
+class _Listener(ConsumerRebalanceListener):
+    """Before partitions move to another reader, finish (or give up on) their alerts and commit."""
+
+    def __init__(self, reader: "KafkaReader") -> None:
+        self._reader = reader
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._reader._on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._reader._on_assigned(set(assigned))
+
+
+class KafkaReader:
+    """Consumes alerts and logs; turns each alert into a stored incident with its log context."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        app_name: str | None = None,
+        process: Process | None = None,
+        *,
+        max_pending: int | None = None,
+        client_id: str = "rca-reader",
+    ) -> None:
+        """``process`` defaults to the Serve app ``app_name``'s ``Ingress.process_alert`` (inside Ray)."""
+        if not settings.kafka_bootstrap:
+            raise ValueError("RCA_KAFKA_BOOTSTRAP is not set: the Kafka reader needs a broker")
+        if process is None and app_name is None:
+            raise ValueError("give either process= or the Serve app_name whose Ingress processes alerts")
+        self.settings = settings
+        self.bootstrap: str = settings.kafka_bootstrap
+        self.topics = TopicNames.from_settings(settings)
+        self.app_name = app_name
+        self.client_id = client_id
+        self._process = process
+        self.buffers = LogBuffers(settings.log_buffer_max_bytes, max_event_bytes=settings.max_line_bytes)
+        self.max_inflight = settings.max_inflight_analyses
+        self.max_pending = max_pending or max(16, 16 * settings.max_inflight_analyses)
+        self._analysis_slots = asyncio.Semaphore(self.max_inflight)
+        self._pending_tasks: dict[asyncio.Task[None], TopicPartition] = {}
+        self._progress: dict[TopicPartition, PartitionProgress] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._alerts: AIOKafkaConsumer | None = None
+        self._logs: AIOKafkaConsumer | None = None
+        self._dlq: AIOKafkaProducer | None = None
+        self._stopping = False
+        self._log_positions: dict[int, int] = {}
+        self.counts: dict[str, int] = {
+            "logs_consumed": 0,
+            "alerts_consumed": 0,
+            "alerts_processed": 0,
+            "incidents_created": 0,
+            "process_retries": 0,
+            "commits": 0,
+            "pauses": 0,
+        }
+        self.dlq: dict[str, int] = {}
+        self.state = "new"
+        self.last_error: str | None = None
+
+    # ---------------------------------------------------------------- life cycle
+
+    async def start(self) -> str:
+        """Start both loops (once; later calls do nothing) and return the reader's state."""
+        if not self._tasks:
+            self._stopping = False
+            self.state = "starting"
+            self._tasks = [
+                asyncio.create_task(self._run_logs(), name="rca-kafka-logs"),
+                asyncio.create_task(self._run_alerts(), name="rca-kafka-alerts"),
+            ]
+        return self.state
+
+    async def stop(self) -> None:
+        """Stop consuming; alerts in flight are cancelled uncommitted (they are redelivered)."""
+        self._stopping = True
+        for task in [*self._tasks, *self._pending_tasks]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._pending_tasks, return_exceptions=True)
+        self._tasks = []
+        self._pending_tasks.clear()
+        for client in (self._alerts, self._logs, self._dlq):
+            if client is not None:
+                await _stop_quietly(client)
+        self._alerts = self._logs = self._dlq = None
+        self.state = "stopped"
+
+    async def _connect(self, what: str, connect: Callable[[], Awaitable[Any]]) -> Any:
+        """Retry ``connect`` with backoff until it works (a broker that is down at start is waited for)."""
+        attempt = 0
+        while True:
+            try:
+                return await connect()
+            except (KafkaError, KafkaUnavailable, OSError, asyncio.TimeoutError) as error:
+                self.last_error = f"{what}: {type(error).__name__}: {error}"
+                delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
+                logger.warning("Kafka reader cannot connect %s to %s (%s); retrying in %gs", what, self.bootstrap, error, delay)
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    async def _dlq_producer(self) -> AIOKafkaProducer:
+        if self._dlq is None:
+
+            async def connect() -> AIOKafkaProducer:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
+                    client_id=f"{self.client_id}-dlq",
+                )
+                try:
+                    await producer.start()
+                except BaseException:
+                    await _stop_quietly(producer)
+                    raise
+                return producer
+
+            producer = await self._connect("the DLQ producer", connect)
+            if self._dlq is None:
+                self._dlq = producer
+            else:
+                await producer.stop()
+        return self._dlq
+
+    async def _send_to_dlq(self, record: Any, reason: str, detail: str) -> None:
+        """Write the message, unchanged, to the DLQ with why; retried until the broker has it."""
+        headers = [
+            ("rca-dlq-reason", reason.encode()),
+            ("rca-dlq-detail", detail[:1000].encode("utf-8", "replace")),
+            ("rca-dlq-source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+            ("rca-dlq-time", datetime.now(timezone.utc).isoformat().encode()),
+        ]
+        attempt = 0
+        while True:
+            producer = await self._dlq_producer()
+            try:
+                await (await producer.send(self.topics.dlq, value=record.value, key=record.key, headers=headers))
+                break
+            except KafkaError as error:
+                self.last_error = f"DLQ: {type(error).__name__}: {error}"
+                await asyncio.sleep(RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)])
+                attempt += 1
+        self.dlq[reason] = self.dlq.get(reason, 0) + 1
+        metrics.count_dlq(reason)
+        logger.warning("message %s/%d/%d sent to %s: %s: %s", record.topic, record.partition, record.offset,
+                       self.topics.dlq, reason, detail[:200])
+
+    # ---------------------------------------------------------------- logs
+
+    async def _start_logs_consumer(self) -> AIOKafkaConsumer:
+        async def connect() -> AIOKafkaConsumer:
+            found = await ensure_topics(self.bootstrap, self.settings.kafka_partitions, self.topics)
+            count = found.partitions.get(self.topics.logs, 0)
+            if count < 1:
+                raise KafkaUnavailable(f"topic {self.topics.logs} has no partitions")
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                client_id=f"{self.client_id}-logs", fetch_max_bytes=16 * 1024 * 1024,
+                max_partition_fetch_bytes=4 * 1024 * 1024,
+            )
+            try:
+                await consumer.start()
+                assigned = [TopicPartition(self.topics.logs, p) for p in range(count)]
+                consumer.assign(assigned)
+                await self._seek_to_window(consumer, assigned)
+            except BaseException:
+                await _stop_quietly(consumer)
+                raise
+            return consumer
+
+        return await self._connect("the log consumer", connect)
+
+    async def _seek_to_window(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
+        """Start at the records of the last context window: a restarted reader gets its context back."""
+        since = _now() - self.settings.context_window_seconds - self.settings.context_wait_seconds - 60
+        found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in partitions})
+        for tp in partitions:
+            where = found.get(tp)
+            if where is None:
+                await consumer.seek_to_end(tp)
+            else:
+                consumer.seek(tp, where.offset)
+
+    async def _run_logs(self) -> None:
+        consumer = self._logs = await self._start_logs_consumer()
+        add = self.buffers.add
+        positions = self._log_positions
+        while not self._stopping:
+            batches = await consumer.getmany(timeout_ms=200, max_records=LOGS_FETCH_RECORDS)
+            consumed = 0
+            for tp, records in batches.items():
+                bad = []
+                for record in records:
+                    try:
+                        service, moment = parse_log_event(record.value, record.timestamp / 1000.0, record.key)
+                    except InvalidLogEvent as error:
+                        bad.append((record, error))
+                        continue
+                    add(service, moment, record.value)
+                consumed += len(records)
+                if records:
+                    positions[tp.partition] = records[-1].offset + 1
+                for record, error in bad:
+                    await self._send_to_dlq(record, error.reason, error.detail)
+            self.counts["logs_consumed"] += consumed
+
+    # ---------------------------------------------------------------- alerts
+
+    async def _start_alerts_consumer(self) -> AIOKafkaConsumer:
+        async def connect() -> AIOKafkaConsumer:
+            await ensure_topics(self.bootstrap, self.settings.kafka_partitions, self.topics)
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=self.settings.kafka_group_id,
+                client_id=f"{self.client_id}-alerts", enable_auto_commit=False, auto_offset_reset="earliest",
+                max_poll_interval_ms=600_000, session_timeout_ms=30_000, heartbeat_interval_ms=3_000,
+            )
+            consumer.subscribe([self.topics.alerts], listener=_Listener(self))
+            try:
+                await consumer.start()
+            except BaseException:
+                await _stop_quietly(consumer)
+                raise
+            return consumer
+
+        return await self._connect("the alert consumer", connect)
+
+    async def _run_alerts(self) -> None:
+        consumer = self._alerts = await self._start_alerts_consumer()
+        self.state = "running"
+        committer = asyncio.create_task(self._commit_periodically(consumer), name="rca-kafka-commit")
+        paused = False
+        try:
+            while not self._stopping:
+                room = self.max_pending - len(self._pending_tasks)
+                if room <= 0:
+                    # Backpressure: paused partitions return nothing, but getmany keeps being
+                    # called so the group membership stays alive however long the pipeline takes.
+                    consumer.pause(*consumer.assignment())
+                    if not paused:
+                        paused = True
+                        self.counts["pauses"] += 1
+                        self.state = "paused"
+                elif paused:
+                    consumer.resume(*consumer.assignment())
+                    paused = False
+                    self.state = "running"
+                batches = await consumer.getmany(timeout_ms=200, max_records=max(room, 1))
+                for tp, records in batches.items():
+                    progress = self._progress.get(tp)
+                    if progress is None:  # revoked while the batch was on its way
+                        continue
+                    for record in records:
+                        progress.take(record.offset)
+                        task = asyncio.create_task(self._handle_alert(tp, record))
+                        self._pending_tasks[task] = tp
+                        task.add_done_callback(self._alert_done)
+                        self.counts["alerts_consumed"] += 1
+        finally:
+            committer.cancel()
+            await asyncio.gather(committer, return_exceptions=True)
+
+    def _alert_done(self, task: asyncio.Task[None]) -> None:
+        self._pending_tasks.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            self.last_error = f"alert handling failed: {type(error).__name__}: {error}"
+            logger.error("alert handling failed; its offset stays uncommitted", exc_info=error)
+
+    async def _handle_alert(self, tp: TopicPartition, record: Any) -> None:
+        """Store the alert's incident (or DLQ it); only then is its offset marked finished.
+
+        A cancelled or failed handling leaves the offset pending, so it is never committed past.
+        """
+        try:
+            alert = Alert.model_validate_json(record.value or b"")
+        except ValidationError as error:
+            reason = "undecodable" if "json_invalid" in str(error) or not record.value else "invalid"
+            await self._send_to_dlq(record, reason, _short(error))
+        else:
+            await self._wait_for_context(alert)
+            async with self._analysis_slots:
+                await self._process_until_stored(record, alert)
+        progress = self._progress.get(tp)
+        if progress is not None:
+            progress.finish(record.offset)
+
+    async def _wait_for_context(self, alert: Alert) -> None:
+        """Give the logs written just after the alert ``context_wait_seconds`` to arrive."""
+        if alert.status != "firing":
+            return
+        delay = alert.timestamp.timestamp() + self.settings.context_wait_seconds - _now()
+        if delay > 0:
+            await asyncio.sleep(min(delay, self.settings.context_wait_seconds))
+
+    def context_logs(self, alert: Alert) -> list[dict[str, Any]]:
+        """Every service's log events from INCIDENT_CONTEXT_WINDOW before the alert to the wait after it."""
+        if alert.status != "firing":
+            return []
+        moment = alert.timestamp.timestamp()
+        return self.buffers.window(
+            moment - self.settings.context_window_seconds,
+            moment + self.settings.context_wait_seconds,
+            limit=self.settings.max_lines_per_request,
+        )
+
+    async def _process_until_stored(self, record: Any, alert: Alert) -> None:
+        process = self._process or self._serve_process()
+        payload = alert.model_dump(mode="json")
+        attempt = 0
+        while True:
+            try:
+                result = await process(payload, self.context_logs(alert))
+                break
+            except asyncio.CancelledError:
+                raise
+            except (ValidationError, ValueError, TypeError) as error:
+                await self._send_to_dlq(record, "rejected", _short(error))
+                return
+            except Exception as error:  # the app or its database is down: keep the alert, retry
+                self.counts["process_retries"] += 1
+                self.last_error = f"process_alert: {type(error).__name__}: {_short(error)}"
+                delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
+                logger.warning("alert %s (%s) not stored yet (%s); retrying in %gs",
+                               alert.name, alert.identity(), self.last_error, delay)
+                attempt += 1
+                await asyncio.sleep(delay)
+        self.counts["alerts_processed"] += 1
+        if isinstance(result, dict) and result.get("created"):
+            self.counts["incidents_created"] += 1
+
+    def _serve_process(self) -> Process:
+        from ray import serve
+
+        handle = serve.get_deployment_handle("Ingress", app_name=self.app_name or "rca")
+
+        async def process(alert: dict[str, Any], logs: list[dict[str, Any]]) -> dict[str, Any]:
+            return await handle.process_alert.remote(alert, logs)
+
+        self._process = process
+        return process
+
+    # ---------------------------------------------------------------- commits and rebalances
+
+    async def _commit_periodically(self, consumer: AIOKafkaConsumer, every: float = 0.2) -> None:
+        while True:
+            await asyncio.sleep(every)
+            await self._commit(consumer)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition] | None = None) -> None:
+        offsets = {}
+        for tp, progress in self._progress.items():
+            if partitions is not None and tp not in partitions:
+                continue
+            offset = progress.committable()
+            if offset is not None:
+                offsets[tp] = offset
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except CommitFailedError as error:  # the group rebalanced: the new owner redoes them (idempotent)
+            logger.warning("commit of %s refused after a rebalance: %s", offsets, error)
+            return
+        except KafkaError as error:  # the broker is away: the offsets are committed on a later try
+            self.last_error = f"commit: {type(error).__name__}: {error}"
+            return
+        for tp, offset in offsets.items():
+            if tp in self._progress:
+                self._progress[tp].committed = offset
+        self.counts["commits"] += 1
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Let the alerts of revoked partitions finish (bounded), commit what is stored, forget the rest."""
+        mine = [task for task, tp in self._pending_tasks.items() if tp in revoked]
+        if mine:
+            await asyncio.wait(mine, timeout=REVOKE_WAIT_SECONDS)
+        if self._alerts is not None:
+            await self._commit(self._alerts, revoked)
+        for tp in revoked:
+            self._progress.pop(tp, None)
+
+    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        for tp in assigned:
+            self._progress.setdefault(tp, PartitionProgress())
+
+    # ---------------------------------------------------------------- read side
+
+    async def logs_for(self, service: str | None, start: float, end: float) -> list[dict[str, Any]]:
+        """Buffered log events of ``service`` (every service when None) between two unix times."""
+        await self.start()
+        return self.buffers.window(start, end, None if service is None else [service])
+
+    def lag(self) -> dict[str, int]:
+        """Messages behind the end of each partition (``topic/partition`` -> count), as last fetched."""
+        lags: dict[str, int] = {}
+        for consumer, topic in ((self._logs, self.topics.logs), (self._alerts, self.topics.alerts)):
+            if consumer is None:
+                continue
+            for tp in consumer.assignment():
+                end = consumer.highwater(tp)
+                if end is None:
+                    continue
+                if topic == self.topics.logs:
+                    position = self._log_positions.get(tp.partition)
+                else:
+                    progress = self._progress.get(tp)
+                    position = progress.next_offset if progress else None
+                if position is not None:
+                    lags[f"{tp.topic}/{tp.partition}"] = max(0, end - position)
+        for key, value in lags.items():
+            topic, partition = key.rsplit("/", 1)
+            metrics.set_kafka_lag(topic, int(partition), value)
+        return lags
+
+    async def stats(self) -> dict[str, Any]:
+        """What /health and metrics show: counts, DLQ and drops by reason, lag, buffers, in flight.
+
+        Also (re)starts the loops, so an actor that Ray restarted resumes when /health asks.
+        """
+        await self.start()
+        buffers = self.buffers.stats()
+        return {
+            "state": self.state,
+            "bootstrap": self.bootstrap,
+            **self.counts,
+            "dlq": dict(self.dlq),
+            "dropped": dict(buffers.dropped),
+            "lag": self.lag(),
+            "buffer_bytes": buffers.bytes,
+            "buffer_max_bytes": buffers.max_bytes,
+            "buffer_events": buffers.events,
+            "buffer_services": buffers.services,
+            "in_flight": len(self._pending_tasks),
+            "max_pending": self.max_pending,
+            "max_inflight_analyses": self.max_inflight,
+            "last_error": self.last_error,
+        }
+
+
+async def _stop_quietly(client: Any, timeout_seconds: float = 10.0) -> None:
+    """Stop an aiokafka client; its own errors are logged, not raised.
+
+    aiokafka 0.14 can raise CancelledError from an internal task while a consumer stops;
+    that one is swallowed unless this task itself is being cancelled.
+    """
+    try:
+        await asyncio.wait_for(client.stop(), timeout_seconds)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except (asyncio.TimeoutError, KafkaError, OSError) as error:
+        logger.warning("Kafka client did not stop cleanly: %s", error)
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).replace("\n", " ")
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def reader_name(app_name: str) -> str:
+    return f"rca-kafka-reader-{app_name}"
+
+
+def ensure_reader(settings: Settings, app_name: str, num_cpus: float = 0.25) -> Any:
+    """Get or create the named, detached reader actor of Serve app ``app_name`` and start its loops.
+
+    Safe to call from every ingress replica and on every restart: one actor per app name
+    (``rca-kafka-reader-<app>`` in Ray namespace ``rca``), and ``start`` is idempotent. Returns
+    the actor handle (``await handle.stats.remote()``, ``handle.logs_for.remote(...)``). Does not
+    wait for the broker: the actor retries until it answers.
+    """
+    import ray
+
+    actor_class = ray.remote(KafkaReader)
+    handle = actor_class.options(  # type: ignore[attr-defined]
+        name=reader_name(app_name),
+        namespace=READER_NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        num_cpus=num_cpus,
+        max_concurrency=1000,
+        max_restarts=-1,
+        max_task_retries=0,
+    ).remote(settings, app_name)
+    handle.start.remote()
+    return handle
+
+
+def get_reader(app_name: str) -> Any | None:
+    """The reader actor of ``app_name`` if it exists (for /health), else None."""
+    import ray
+
+    try:
+        return ray.get_actor(reader_name(app_name), namespace=READER_NAMESPACE)
+    except ValueError:
+        return None
+
+
+def stop_reader(app_name: str, timeout_seconds: float = 15.0) -> bool:
+    """Stop and remove the detached reader of ``app_name`` (tests, ``rca serve`` shutdown); False if none."""
+    import ray
+
+    handle = get_reader(app_name)
+    if handle is None:
+        return False
+    try:
+        ray.get(handle.stop.remote(), timeout=timeout_seconds)
+    except Exception as error:  # noqa: BLE001 - the actor is killed below either way
+        logger.warning("Kafka reader of %s did not stop cleanly: %s", app_name, error)
+    ray.kill(handle)
+    return True
