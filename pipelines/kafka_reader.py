@@ -157,8 +157,8 @@ class KafkaReader:
             self._stopping = False
             self.state = "starting"
             self._tasks = [
-                asyncio.create_task(self._run_logs(), name="rca-kafka-logs"),
-                asyncio.create_task(self._run_alerts(), name="rca-kafka-alerts"),
+                asyncio.create_task(self._supervise("logs", self._run_logs), name="rca-kafka-logs"),
+                asyncio.create_task(self._supervise("alerts", self._run_alerts), name="rca-kafka-alerts"),
             ]
         return self.state
 
@@ -175,6 +175,24 @@ class KafkaReader:
                 await _stop_quietly(client)
         self._alerts = self._logs = self._dlq = None
         self.state = "stopped"
+
+    async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run a loop; if it fails on something unforeseen, log it, close its client and run it again."""
+        attempt = 0
+        while not self._stopping:
+            try:
+                await loop()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the reader must outlive any one failure
+                self.last_error = f"{name} loop: {type(error).__name__}: {_short(error)}"
+                logger.exception("Kafka reader %s loop failed; restarting it", name)
+                client = self._logs if name == "logs" else self._alerts
+                if client is not None:
+                    await _stop_quietly(client)
+                await asyncio.sleep(RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)])
+                attempt += 1
 
     async def _connect(self, what: str, connect: Callable[[], Awaitable[Any]]) -> Any:
         """Retry ``connect`` with backoff until it works (a broker that is down at start is waited for)."""

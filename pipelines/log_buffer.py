@@ -86,7 +86,7 @@ def parse_log_event(value: bytes | None, fallback_time: float, key: bytes | None
     try:
         event = _loads(value)
     except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidLogEvent("undecodable", f"not UTF-8 JSON ({error})") from None
+        raise InvalidLogEvent("undecodable", f"not JSON ({error})") from None
     if type(event) is not dict:
         raise InvalidLogEvent("invalid", f"expected a JSON object, got {type(event).__name__}")
     if type(event.get("message")) is not str:
