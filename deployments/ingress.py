@@ -1,11 +1,12 @@
 """Ingress deployment: the HTTP API (FastAPI) in front of the pipeline.
 
+No ``from __future__ import annotations`` here: FastAPI must see real types on the routes.
+
 Thin by design: routes validate input, call ``IncidentService`` or the ``Store``, and turn
 known failures into clear 4xx/503 answers. The stages run in their own deployments and
 are reached through the handles given at composition (``pipelines/app.py``).
 """
 
-from __future__ import annotations
 
 import asyncio
 import functools

