@@ -53,6 +53,7 @@ MAX_COMPLETION_TOKENS = 1500
 MODEL_WEIGHT = 0.5  # share of the model's own confidence in a blended confidence
 UNSUPPORTED_SUPPORT_FACTOR = 0.5  # support of a cause the evidence reasoner did not consider
 MAX_HYPOTHESES = 3
+MAX_EVIDENCE_CHARS = 500
 MIN_HYPOTHESES = 2
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -388,7 +389,12 @@ class LLMReasoner:
             if filled:
                 reasons.append(f"llm: {filled} hypothesis(es) filled in from the evidence reasoner")
         if checked.dropped:
-            reasons.append("llm: dropped " + "; ".join(checked.dropped)[:400])
+            # Only a weaker answer is degraded: when causes had to be filled in, say which were dropped.
+            note = "llm: dropped " + "; ".join(checked.dropped)[:400]
+            if len(checked.hypotheses) < MIN_HYPOTHESES:
+                reasons.append(note)
+            else:
+                log.warning("%s", note)
 
         remediation = [
             RemediationStep(
@@ -436,7 +442,7 @@ class LLMReasoner:
                 Hypothesis(
                     cause=h.cause,
                     confidence=_clip(MODEL_WEIGHT * h.confidence + (1 - MODEL_WEIGHT) * support),
-                    evidence=grounded,
+                    evidence=[e[:MAX_EVIDENCE_CHARS] for e in grounded],
                     category=h.category,
                     service=_canonical_service(service, candidates, prompt),
                     fault_type=h.fault_type or None,

@@ -308,3 +308,15 @@ async def test_fallback_failing_still_answers_and_never_raises(evidence) -> None
     r, _ = reasoner(closed_port_url(), FakeFallback(fail=True), llm_max_attempts=1)
     verdict = await r.reason(evidence)
     assert verdict.degraded_reasons and verdict.hypotheses == []
+
+
+async def test_a_dropped_cause_with_two_left_is_not_degraded(evidence) -> None:
+    three = good_answer()
+    three["hypotheses"].append(
+        {"cause": "Cosmic rays", "confidence": 0.99, "evidence": ["bit flip detected in ECC memory"],
+         "category": "infrastructure", "service": None, "fault_type": None})
+    with OpenAIStandin([answer(three)]) as llm:
+        r, _ = reasoner(llm.base_url)
+        verdict = await r.reason(evidence)
+    assert [h.service for h in verdict.hypotheses] == ["payment", "frontend"]
+    assert verdict.degraded_reasons == []
