@@ -184,7 +184,7 @@ class Ingress:
 
     @api.get("/metrics", tags=["operations"], include_in_schema=False)
     async def metrics_endpoint(self) -> Response:
-        body, content_type = metrics.render_latest()
+        body, content_type = await asyncio.to_thread(metrics.render_latest)
         return Response(content=body, media_type=content_type)
 
     @api.post("/analyze", response_model=Analysis, tags=["analysis"])

@@ -75,20 +75,21 @@ def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port of the API")] = 8000,
     dashboard: Annotated[bool, typer.Option(help="start Ray's dashboard on :8265")] = True,
+    metrics_port: Annotated[int, typer.Option(help="Ray's metrics export port, scraped by Prometheus")] = 8080,
 ) -> None:
     """Start the database (embedded unless RCA_DATABASE_URL), Ray and the Serve app; block until Ctrl-C."""
     from pipelines import runtime
 
     settings = _settings(host=host, port=port)
     with _status("starting PostgreSQL, Ray and the Serve application…") as update:
-        local = runtime.start(settings, http=True, dashboard=dashboard)
+        local = runtime.start(settings, http=True, dashboard=dashboard, metrics_port=metrics_port)
         update("ready")
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     out.print(f"[bold green]rca is serving[/bold green] ({'LLM ' + settings.openai_model if settings.llm_configured else 'evidence reasoner'})")
     out.print(f"  API:        http://{shown_host}:{port}/")
     out.print(f"  API docs:   http://{shown_host}:{port}/docs")
     out.print(f"  Health:     http://{shown_host}:{port}/health")
-    out.print(f"  Metrics:    http://{shown_host}:{port}/metrics")
+    out.print(f"  Metrics:    http://{shown_host}:{port}/metrics  (Prometheus: scrape 127.0.0.1:{metrics_port})")
     if dashboard:
         out.print("  Ray dashboard: http://127.0.0.1:8265  (Ray 2.60 asks for the token in ~/.ray/auth_token;"
                   " RAY_AUTH_MODE=disabled turns that off for local use only)")

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
+from pipelines import metrics
 from pipelines.pipeline import AnalysisPipeline
 from pipelines.schemas import Alert, AnalyzeRequest, Analysis, IncidentContext, LogInput, Telemetry
 from pipelines.store import Store
@@ -42,6 +43,7 @@ class IncidentService:
         context = await self._context(request.alert, window, request.baseline, request.context_window)
         analysis = await self._pipeline.analyze(incident.id, context)
         await self._store.save_analysis(incident.id, analysis)
+        metrics.count_incident(analysis.classification.category.value, request.alert.severity.value)
         return analysis
 
     async def process_alert(self, alert: Alert, logs: list[LogInput] | None = None) -> dict:
@@ -61,6 +63,7 @@ class IncidentService:
             context = await self._context(alert, Telemetry(logs=logs or []), None, self._window)
             analysis = await self._pipeline.analyze(incident.id, context)
             await self._store.save_analysis(incident.id, analysis)
+            metrics.count_incident(analysis.classification.category.value, alert.severity.value)
             analyzed = True
         return {"incident_id": incident.id, "created": created, "analyzed": analyzed, "status": incident.status}
 

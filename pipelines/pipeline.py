@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from anomaly import AnomalyReport, Digest, LogRecord, MetricFrame, ScoredItem, parse_lines, summarize
+from pipelines import metrics
 from pipelines.reasoning.base import Evidence, Verdict
 from pipelines.schemas import (
     Analysis,
@@ -185,6 +186,11 @@ class AnalysisPipeline:
         timings["total"] = time.perf_counter() - started
 
         degraded_reasons = [*context.degraded_reasons, *verdict.degraded_reasons]
+        for stage, seconds in timings.items():
+            metrics.observe_stage(stage, seconds)
+        metrics.count_lines(window.digest.lines, window.dropped)
+        metrics.count_templates(len(window.digest.templates))
+        metrics.count_anomalies(len(flagged))
         return Analysis(
             incident_id=incident_id,
             summary=summary,

@@ -29,11 +29,20 @@ class LocalApp:
         return f"http://{self.settings.host}:{self.settings.port}"
 
 
-def start(settings: Settings, *, http: bool = True, dashboard: bool = False, num_cpus: int | None = None) -> LocalApp:
+def start(
+    settings: Settings,
+    *,
+    http: bool = True,
+    dashboard: bool = False,
+    num_cpus: int | None = None,
+    metrics_port: int | None = None,
+) -> LocalApp:
     """Resolve the database, start Ray and the Serve app; returns the ingress handle.
 
     ``http=False`` runs the app without an HTTP proxy (one-shot CLI commands), so it does
-    not clash with an ``rca serve`` already listening on the port.
+    not clash with an ``rca serve`` already listening on the port. ``metrics_port`` is
+    Ray's metrics export port, where Prometheus scrapes the ``ray_rca_*`` metrics
+    (``rca serve`` uses 8080; None lets Ray pick one).
     """
     import ray
     from ray import serve
@@ -50,6 +59,7 @@ def start(settings: Settings, *, http: bool = True, dashboard: bool = False, num
             log_to_driver=False,
             logging_level=logging.WARNING,
             configure_logging=True,
+            _metrics_export_port=metrics_port,
         )
     if http:
         serve.start(http_options={"host": settings.host, "port": settings.port})

@@ -78,9 +78,19 @@ def test_health_and_docs(client: httpx.Client) -> None:
     assert client.get("/docs").status_code == 200
 
 
-def test_metrics_endpoint_answers_prometheus_text(client: httpx.Client, analyses: dict[str, dict]) -> None:
-    response = client.get("/metrics")
-    assert response.status_code == 200 and "text/plain" in response.headers["content-type"]
+def test_metrics_endpoint_shows_the_analyses(client: httpx.Client, analyses: dict[str, dict]) -> None:
+    """Ray's metrics agent reports about every 10 s: poll until the counters appear."""
+    deadline = time.monotonic() + 60
+    body = ""
+    while time.monotonic() < deadline:
+        response = client.get("/metrics")
+        assert response.status_code == 200 and "text/plain" in response.headers["content-type"]
+        body = response.text
+        if "ray_rca_incidents_total" in body and "ray_rca_stage_duration_seconds_bucket" in body:
+            break
+        time.sleep(2)
+    assert 'ray_rca_incidents_total{' in body and 'category="database"' in body
+    assert "ray_rca_log_lines_total" in body
 
 
 def test_alertmanager_webhook_without_kafka_creates_an_analyzed_incident(client: httpx.Client) -> None:
