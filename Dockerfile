@@ -16,4 +16,4 @@ ENV RCA_HOST=0.0.0.0 \
     RCA_DATA_DIR=/home/ray/rca-data
 # 8000: the API (Serve proxy); 8080: Ray's metrics agent when started with --metrics-export-port
 EXPOSE 8000 8080
-CMD ["rca", "serve", "--host", "0.0.0.0", "--port", "8000", "--no-dashboard"]
+CMD ["rca", "serve", "--host", "0.0.0.0", "--port", "8000", "--metrics-port", "8080", "--no-dashboard"]

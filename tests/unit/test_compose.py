@@ -45,7 +45,8 @@ def _host_ports(service: dict[str, Any]) -> list[int]:
 
 
 def _container_ports(service: dict[str, Any]) -> set[int]:
-    return {int(str(mapping).split(":")[-1].split("/")[0]) for mapping in service.get("ports", [])}
+    published = {int(str(mapping).split(":")[-1].split("/")[0]) for mapping in service.get("ports", [])}
+    return published | {int(str(port).split("/")[0]) for port in service.get("expose", [])}
 
 
 def test_the_stack_has_every_service(compose: dict[str, Any]) -> None:

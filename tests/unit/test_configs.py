@@ -81,7 +81,7 @@ def test_prometheus_scrapes_itself_and_the_analyzer_and_sends_to_alertmanager() 
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert "prometheus" in jobs and "rca-analyzer" in jobs
     analyzer_targets = [t for sc in jobs["rca-analyzer"]["static_configs"] for t in sc["targets"]]
-    assert analyzer_targets == ["app:8000"] and jobs["rca-analyzer"].get("metrics_path", "/metrics") == "/metrics"
+    assert analyzer_targets == ["app:8080"] and jobs["rca-analyzer"].get("metrics_path", "/metrics") == "/metrics"
     for rule_file in config["rule_files"]:
         assert (CONFIGS / rule_file).is_file(), rule_file
     targets = [t for am in config["alerting"]["alertmanagers"] for sc in am["static_configs"] for t in sc["targets"]]
