@@ -11,9 +11,9 @@ of distinct shapes, not the number of lines.
 from __future__ import annotations
 
 import math
-from collections import Counter
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -48,80 +48,39 @@ class TemplateStats:
     is_error: bool
 
 
-@dataclass
-class _Shape:
-    """Stats of one distinct masked message."""
-
-    count: int = 0
-    first: float | None = None
-    last: float | None = None
-    samples: list[str] = field(default_factory=list)
-    levels: Counter = field(default_factory=Counter)
-    services: Counter = field(default_factory=Counter)
-    exceptions: Counter = field(default_factory=Counter)
-    buckets: Counter = field(default_factory=Counter)
-
-    def absorb(self, other: _Shape) -> None:
-        self.count += other.count
-        self.first = _min(self.first, other.first)
-        self.last = _max(self.last, other.last)
-        for s in other.samples:
-            if len(self.samples) >= MAX_SAMPLES:
-                break
-            if s not in self.samples:
-                self.samples.append(s)
-        self.levels.update(other.levels)
-        self.services.update(other.services)
-        self.exceptions.update(other.exceptions)
-        self.buckets.update(other.buckets)
-
-    def copy(self) -> _Shape:
-        new = _Shape()
-        new.absorb(self)
-        return new
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "count": self.count, "first": self.first, "last": self.last, "samples": list(self.samples),
-            "levels": dict(self.levels), "services": dict(self.services),
-            "exceptions": dict(self.exceptions), "buckets": {repr(k): v for k, v in self.buckets.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> _Shape:
-        return cls(
-            count=int(d["count"]), first=_opt_float(d.get("first")), last=_opt_float(d.get("last")),
-            samples=[str(s) for s in d.get("samples", [])][:MAX_SAMPLES],
-            levels=Counter({str(k): int(v) for k, v in d.get("levels", {}).items()}),
-            services=Counter({str(k): int(v) for k, v in d.get("services", {}).items()}),
-            exceptions=Counter({str(k): int(v) for k, v in d.get("exceptions", {}).items()}),
-            buckets=Counter({float(k): int(v) for k, v in d.get("buckets", {}).items()}),
-        )
+_SHAPES_SCHEMA = {"shape": pl.String, "count": pl.Int64, "first": pl.Float64, "last": pl.Float64,
+                  "samples": pl.List(pl.String)}
+#: side tables: shape -> key -> line count
+_SIDE = {"levels": "level", "services": "service", "exceptions": "exception", "buckets": "bucket"}
+_SIDE_SCHEMA = {
+    name: {"shape": pl.String, key: (pl.Float64 if key == "bucket" else pl.String), "n": pl.Int64}
+    for name, key in _SIDE.items()
+}
+#: absorbed tables are compacted (concat + group-by) once this many are pending
+_COMPACT_EVERY = 16
 
 
-def _min(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else min(a, b)
-
-
-def _max(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else max(a, b)
-
-
-def _opt_float(v: Any) -> float | None:
-    return None if v is None else float(v)
+def _empty(schema: dict) -> pl.DataFrame:
+    return pl.DataFrame(schema=schema)
 
 
 class Digest:
-    """Mergeable digest of log records (see module doc)."""
+    """Mergeable digest of log records (see module doc).
+
+    The per-shape tables are polars frames, so building, merging and compacting
+    stay vectorized; Python objects are only made per *template* when asked for.
+    """
 
     def __init__(self, *, bucket_seconds: float = 60.0) -> None:
-        if not (bucket_seconds > 0 and math.isfinite(bucket_seconds)):
+        if not (isinstance(bucket_seconds, (int, float)) and bucket_seconds > 0 and math.isfinite(bucket_seconds)):
             raise ValueError(f"bucket_seconds must be a positive number, got {bucket_seconds!r}")
         self.bucket_seconds = float(bucket_seconds)
         self.lines = 0
         self.services: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
-        self._shapes: dict[str, _Shape] = {}
+        self._tables: dict[str, pl.DataFrame] = {"shapes": _empty(_SHAPES_SCHEMA)}
+        self._tables.update({name: _empty(schema) for name, schema in _SIDE_SCHEMA.items()})
+        self._pending: list[dict[str, pl.DataFrame]] = []
         self._templates: dict[str, TemplateStats] | None = None
         self._shape_template: dict[str, tuple[str, str]] | None = None
 
@@ -145,46 +104,44 @@ class Digest:
         digest = cls(bucket_seconds=bucket_seconds)
         if frame.height == 0:
             return digest
-        msg = pl.col("message").fill_null("")
-        first_line = msg.str.split_exact("\n", 1).struct.field("field_0")
+        msg = pl.col("message").cast(pl.String).fill_null("")
         df = frame.select(
             msg.alias("message"),
             pl.col("timestamp").cast(pl.Float64),
             pl.col("level").cast(pl.String),
             pl.col("service").cast(pl.String),
-        ).with_columns(
-            first_line.alias("first"),
-            (pl.col("timestamp") / bucket_seconds).floor().mul(bucket_seconds).alias("bucket"),
         )
-        df = df.with_columns(mask_series(df.get_column("first")).alias("shape"))
+        # the first line names the event; a joined stack trace only adds exception types
+        first = df.get_column("message").str.split_exact("\n", 1).struct.field("field_0")
+        df = df.with_columns(
+            mask_series(first).alias("shape"),
+            ((pl.col("timestamp") / bucket_seconds).floor() * bucket_seconds).alias("bucket"),
+        )
         digest.lines = df.height
-        main = df.group_by("shape").agg(
-            pl.len().alias("n"),
-            pl.col("timestamp").min().alias("t0"),
-            pl.col("timestamp").max().alias("t1"),
-            pl.col("message").unique(maintain_order=True).head(MAX_SAMPLES).alias("samples"),
+        t = digest._tables
+        t["shapes"] = df.group_by("shape").agg(
+            pl.len().cast(pl.Int64).alias("count"),
+            pl.col("timestamp").min().alias("first"),
+            pl.col("timestamp").max().alias("last"),
+            pl.col("message").unique(maintain_order=True).head(MAX_SAMPLES).str.slice(0, MAX_SAMPLE_CHARS).alias("samples"),
         )
-        shapes = digest._shapes
-        for shape, n, t0, t1, samples in main.iter_rows():
-            shapes[shape] = _Shape(
-                count=n, first=t0, last=t1, samples=[s[:MAX_SAMPLE_CHARS] for s in samples]
+        for name, key in _SIDE.items():
+            if name == "exceptions":
+                continue
+            col = key
+            t[name] = (
+                df.filter(pl.col(col).is_not_null()).group_by("shape", col).agg(pl.len().cast(pl.Int64).alias("n"))
             )
-        for col, attr in (("level", "levels"), ("service", "services"), ("bucket", "buckets")):
-            counts = df.filter(pl.col(col).is_not_null()).group_by("shape", col).len()
-            for shape, key, n in counts.iter_rows():
-                getattr(shapes[shape], attr)[key] += n
-        exc = (
+        t["exceptions"] = (
             df.filter(pl.col("message").str.contains(r"(?:Exception|Error|Throwable|Fault)\b"))
-            .select("shape", pl.col("message").str.extract_all(EXCEPTION_PATTERN).list.unique().alias("exc"))
-            .explode("exc")
-            .drop_nulls("exc")
-            .group_by("shape", "exc")
-            .len()
+            .select("shape", pl.col("message").str.extract_all(EXCEPTION_PATTERN).list.unique().alias("exception"))
+            .explode("exception")
+            .drop_nulls("exception")
+            .group_by("shape", "exception")
+            .agg(pl.len().cast(pl.Int64).alias("n"))
         )
-        for shape, name, n in exc.iter_rows():
-            shapes[shape].exceptions[name] += n
-        svc = df.filter(pl.col("service").is_not_null()).group_by("service").len()
-        digest.services = {s: n for s, n in svc.iter_rows()}
+        svc = t["services"].group_by("service").agg(pl.col("n").sum())
+        digest.services = dict(zip(svc.get_column("service").to_list(), svc.get_column("n").to_list()))
         return digest
 
     # ------------------------------------------------------------- merging
@@ -200,8 +157,8 @@ class Digest:
             out.absorb(d)
         return out
 
-    def absorb(self, other: Digest, *, take: bool = False) -> None:
-        """Add ``other`` into this digest in place (``take``: other is discarded, skip copies)."""
+    def absorb(self, other: Digest) -> None:
+        """Add ``other`` into this digest in place (``other`` is left unchanged)."""
         if other.bucket_seconds != self.bucket_seconds:
             raise ValueError(
                 f"cannot merge digests with different bucket_seconds ({self.bucket_seconds} and {other.bucket_seconds})"
@@ -211,21 +168,51 @@ class Digest:
             self.services[k] = self.services.get(k, 0) + v
         for k, v in other.dropped.items():
             self.dropped[k] = self.dropped.get(k, 0) + v
-        shapes = self._shapes
-        for shape, stats in other._shapes.items():
-            mine = shapes.get(shape)
-            if mine is None:
-                shapes[shape] = stats if take else stats.copy()
-            else:
-                mine.absorb(stats)
+        self._pending.extend(other._pending)
+        self._pending.append(dict(other._tables))  # frames are immutable: sharing is safe
         self._templates = None
         self._shape_template = None
+        if len(self._pending) >= _COMPACT_EVERY:
+            self._compact()
+
+    def _compact(self) -> None:
+        if not self._pending:
+            return
+        parts = [self._tables, *self._pending]
+        self._pending = []
+        shapes = pl.concat([p["shapes"] for p in parts], how="vertical_relaxed")
+        self._tables = {
+            "shapes": shapes.group_by("shape", maintain_order=True).agg(
+                pl.col("count").sum(),
+                pl.col("first").min(),
+                pl.col("last").max(),
+                pl.col("samples").list.explode(keep_nulls=False, empty_as_null=False).unique(maintain_order=True).head(MAX_SAMPLES),
+            )
+        }
+        for name, key in _SIDE.items():
+            side = pl.concat([p[name] for p in parts], how="vertical_relaxed")
+            self._tables[name] = side.group_by("shape", key).agg(pl.col("n").sum())
+
+    def _table(self, name: str) -> pl.DataFrame:
+        self._compact()
+        return self._tables[name]
 
     # ------------------------------------------------------------- templates
     def _assignment(self) -> dict[str, tuple[str, str]]:
         if self._shape_template is None:
-            self._shape_template = assign_templates(self._shapes)
+            self._shape_template = assign_templates(self._table("shapes").get_column("shape").to_list())
         return self._shape_template
+
+    def _assignment_frame(self) -> pl.DataFrame:
+        assigned = self._assignment()
+        return pl.DataFrame(
+            {
+                "shape": list(assigned),
+                "template_id": [v[0] for v in assigned.values()],
+                "text": [v[1] for v in assigned.values()],
+            },
+            schema={"shape": pl.String, "template_id": pl.String, "text": pl.String},
+        )
 
     @property
     def templates(self) -> dict[str, TemplateStats]:
@@ -234,77 +221,91 @@ class Digest:
             self._templates = self._build_templates()
         return self._templates
 
-    def _build_templates(self) -> dict[str, TemplateStats]:
-        import re
+    def _by_template(self, name: str, key: str, amap: pl.DataFrame) -> dict[str, dict]:
+        side = self._table(name).join(amap, on="shape").group_by("template_id", key).agg(pl.col("n").sum())
+        out: dict[str, dict] = {}
+        for tid, k, n in side.iter_rows():
+            out.setdefault(tid, {})[k] = n
+        return out
 
+    def _build_templates(self) -> dict[str, TemplateStats]:
         error_words = re.compile(ERROR_WORDS)
+        amap = self._assignment_frame()
+        agg = (
+            self._table("shapes")
+            .join(amap, on="shape")
+            .sort(["count", "shape"], descending=[True, False])
+            .group_by("template_id", maintain_order=True)
+            .agg(
+                pl.col("text").first(),
+                pl.col("count").sum(),
+                pl.col("first").min(),
+                pl.col("last").max(),
+                pl.col("samples").list.explode(keep_nulls=False, empty_as_null=False).unique(maintain_order=True).head(MAX_SAMPLES),
+            )
+        )
+        levels = self._by_template("levels", "level", amap)
+        services = self._by_template("services", "service", amap)
+        exceptions = self._by_template("exceptions", "exception", amap)
         out: dict[str, TemplateStats] = {}
-        assigned = self._assignment()
-        for shape in sorted(self._shapes, key=lambda s: (-self._shapes[s].count, s)):
-            st = self._shapes[shape]
-            tid, text = assigned[shape]
-            t = out.get(tid)
-            if t is None:
-                t = out[tid] = TemplateStats(
-                    template_id=tid, text=text, count=0, first_seen=None, last_seen=None, samples=[],
-                    levels={}, services={}, exception_types={}, is_error=False,
-                )
-            t.count += st.count
-            t.first_seen = _min(t.first_seen, st.first)
-            t.last_seen = _max(t.last_seen, st.last)
-            for s in st.samples:
-                if len(t.samples) < MAX_SAMPLES and s not in t.samples:
-                    t.samples.append(s)
-            for src, dst in ((st.levels, t.levels), (st.services, t.services), (st.exceptions, t.exception_types)):
-                for k, v in src.items():
-                    dst[k] = dst.get(k, 0) + v
-        for t in out.values():
-            t.is_error = bool(
-                t.levels.get("ERROR", 0) + t.levels.get("FATAL", 0)
-                or t.exception_types
-                or error_words.search(t.text)
+        for tid, text, count, first, last, samples in agg.iter_rows():
+            lv = levels.get(tid, {})
+            exc = exceptions.get(tid, {})
+            out[tid] = TemplateStats(
+                template_id=tid, text=text, count=count, first_seen=first, last_seen=last,
+                samples=list(samples), levels=lv, services=services.get(tid, {}), exception_types=exc,
+                is_error=bool(lv.get("ERROR", 0) + lv.get("FATAL", 0) or exc or error_words.search(text)),
             )
         return out
 
     def template_of_shape(self, shape: str) -> str:
         return self._assignment()[shape][0]
 
+    def shape_counts(self) -> dict[str, int]:
+        """Distinct masked message -> line count."""
+        t = self._table("shapes")
+        return dict(zip(t.get_column("shape").to_list(), t.get_column("count").to_list()))
+
+    def shape_bucket_counts(self) -> dict[str, dict[float, int]]:
+        out: dict[str, dict[float, int]] = {}
+        for shape, b, n in self._table("buckets").iter_rows():
+            out.setdefault(shape, {})[b] = n
+        return out
+
     def template_counts_by_service(self) -> dict[str, dict[str, int]]:
         """service -> template_id -> count."""
-        assigned = self._assignment()
+        by_t = self._by_template("services", "service", self._assignment_frame())
         out: dict[str, dict[str, int]] = {}
-        for shape, st in self._shapes.items():
-            tid = assigned[shape][0]
-            for svc, n in st.services.items():
-                d = out.setdefault(svc, {})
-                d[tid] = d.get(tid, 0) + n
+        for tid, svcs in by_t.items():
+            for svc, n in svcs.items():
+                out.setdefault(svc, {})[tid] = n
         return out
 
     def bucket_counts(self) -> dict[float, dict[str, int]]:
         """bucket start (unix s) -> template_id -> count (lines without a time are left out)."""
-        assigned = self._assignment()
+        by_t = self._by_template("buckets", "bucket", self._assignment_frame())
         out: dict[float, dict[str, int]] = {}
-        for shape, st in self._shapes.items():
-            tid = assigned[shape][0]
-            for b, n in st.buckets.items():
-                d = out.setdefault(b, {})
-                d[tid] = d.get(tid, 0) + n
+        for tid, buckets in by_t.items():
+            for b, n in buckets.items():
+                out.setdefault(b, {})[tid] = n
         return dict(sorted(out.items()))
 
     @property
     def shapes(self) -> int:
         """Number of distinct masked messages held."""
-        return len(self._shapes)
+        return self._table("shapes").height
 
     # ------------------------------------------------------------- transport
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe, columnar (one list per column) so large digests convert fast."""
+        self._compact()
         return {
-            "version": 1,
+            "version": 2,
             "bucket_seconds": self.bucket_seconds,
             "lines": self.lines,
             "services": dict(self.services),
             "dropped": dict(self.dropped),
-            "shapes": {k: v.to_dict() for k, v in self._shapes.items()},
+            "tables": {name: t.to_dict(as_series=False) for name, t in self._tables.items()},
         }
 
     @classmethod
@@ -314,10 +315,13 @@ class Digest:
             out.lines = int(d["lines"])
             out.services = {str(k): int(v) for k, v in d.get("services", {}).items()}
             out.dropped = {str(k): int(v) for k, v in d.get("dropped", {}).items()}
-            out._shapes = {str(k): _Shape.from_dict(v) for k, v in d.get("shapes", {}).items()}
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            tables = d["tables"]
+            out._tables["shapes"] = pl.DataFrame(tables["shapes"], schema=_SHAPES_SCHEMA)
+            for name, schema in _SIDE_SCHEMA.items():
+                out._tables[name] = pl.DataFrame(tables.get(name, {k: [] for k in schema}), schema=schema)
+        except (KeyError, TypeError, ValueError, AttributeError, pl.exceptions.PolarsError) as exc:
             raise ValueError(f"not a valid Digest dict: {exc!r}") from exc
         return out
 
     def __repr__(self) -> str:
-        return f"Digest(lines={self.lines}, shapes={len(self._shapes)}, services={len(self.services)})"
+        return f"Digest(lines={self.lines}, shapes={self.shapes}, services={len(self.services)})"

@@ -58,5 +58,5 @@ def run_engine(
     """Digest any number of raw lines in bounded memory (one process)."""
     total = Digest(bucket_seconds=bucket_seconds)
     for batch in batches(lines, batch_lines):
-        total.absorb(digest_lines(batch, service=service, bucket_seconds=bucket_seconds), take=True)
+        total.absorb(digest_lines(batch, service=service, bucket_seconds=bucket_seconds))
     return total

@@ -24,21 +24,23 @@ _LEVEL_ALIASES = {
     "DEBUG": "DEBUG", "D": "DEBUG", "FINE": "DEBUG", "TRACE": "TRACE", "FINER": "TRACE", "FINEST": "TRACE",
 }
 _LEVEL_WORD = r"(?i)(?:^|[\s\[|<(])(FATAL|CRITICAL|CRIT|PANIC|SEVERE|ERROR|ERR|WARNING|WARN|NOTICE|INFO|DEBUG|TRACE)(?:$|[\s\]|>):])"
-_ISO_TS = r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?)\s?(Z|[+-]\d{2}:?\d{2}|UTC)?"
 _CONTINUATION = (
     r"^(?:\s+\S|Caused by:|Traceback \(most recent call last\)|\s*\.\.\. \d+ (?:more|common frames omitted))"
 )
 _EXCEPTION_LINE = r"^(?:[a-zA-Z_][\w$]*\.)*[A-Z][\w$]*(?:Error|Exception|Throwable|Fault)\b(?::|$)"
 _BINARY = r"[\x00-\x08\x0e-\x1f\x7f]"
 
-_JSON_FIELDS = {
+#: JSON keys read per field, anywhere in the object (nested keys such as
+#: ``kubernetes.pod_name`` are found by their last name).
+_JSON_KEYS = {
     "log": ("log",),
     "message": ("message", "msg", "MESSAGE", "Message", "text"),
-    "level": ("level", "severity", "lvl", "loglevel", "log.level", "levelname", "Level"),
-    "time": ("time", "timestamp", "@timestamp", "ts", "datetime", "date", "t"),
-    "service": ("service", "service.name", "app", "application", "logger_service", "container_name"),
+    "level": ("level", "severity", "lvl", "loglevel", "levelname", "Level"),
+    "time": ("time", "timestamp", "@timestamp", "ts", "datetime", "date"),
+    "service": ("service", "service.name", "app", "application", "container_name"),
     "pod": ("pod", "pod_name", "hostname", "host"),
 }
+_JSON_UNESCAPE = ((r"\n", "\n"), (r"\t", "\t"), (r"\r", ""), (r'\"', '"'), (r"\/", "/"), (r"\\", "\\"))
 
 
 @dataclass
@@ -72,47 +74,59 @@ def _decode(lines: Iterable[str | bytes], max_line_bytes: int, dropped: dict[str
     return out
 
 
-def _first_json_field(col: pl.Expr, keys: tuple[str, ...]) -> pl.Expr:
-    exprs = []
-    for k in keys:
-        path = "$." + k if "." not in k and "@" not in k else f"$['{k}']"
-        exprs.append(col.str.json_path_match(path))
-        if "." in k:
-            exprs.append(col.str.json_path_match("$." + k))
-    return pl.coalesce(exprs)
+def _json_field(keys: tuple[str, ...], *, numbers: bool = False, unescape: bool = False) -> pl.Expr:
+    """First string (or number) value of any of ``keys``, JSON-unescaped.
 
-
-def _parse_json(df: pl.DataFrame) -> pl.DataFrame:
-    """Fill message/level/time/service/pod from JSON lines; docker's ``log`` is unwrapped."""
-    is_json = pl.col("text").str.starts_with("{") & pl.col("text").str.ends_with("}")
-    if not df.select(is_json.any()).item():
-        return df
+    A regex over the raw object (one vectorized pass per field) instead of a JSON
+    parser: polars' decoder fails a whole batch on one malformed or oddly typed row.
+    An escaped quote never ends a match, so keys inside string values are not read.
+    """
+    alt = "|".join(k.replace(".", r"\.") for k in keys)
     t = pl.col("text")
-    js = df.filter(is_json)
-    extracted = js.select(
-        pl.col("row"),
-        _first_json_field(t, _JSON_FIELDS["log"]).alias("j_log"),
-        _first_json_field(t, _JSON_FIELDS["message"]).alias("j_msg"),
-        _first_json_field(t, _JSON_FIELDS["level"]).alias("j_level"),
-        _first_json_field(t, _JSON_FIELDS["time"]).alias("j_time"),
-        _first_json_field(t, _JSON_FIELDS["service"]).alias("j_service"),
-        _first_json_field(t, _JSON_FIELDS["pod"]).alias("j_pod"),
-        pl.coalesce(t.str.json_path_match("$.kubernetes.pod_name"), t.str.json_path_match("$.kubernetes.pod")).alias("k_pod"),
-        t.str.json_path_match("$.kubernetes.container_name").alias("k_service"),
+    if numbers:
+        pat = rf'"(?:{alt})"\s*:\s*"?((?:[^"\\]|\\.)*?)[",}}]'
+    else:
+        pat = rf'"(?:{alt})"\s*:\s*"((?:[^"\\]|\\.)*)"'
+    value = t.str.extract(pat, 1)
+    if unescape:
+        for esc, plain in _JSON_UNESCAPE:
+            value = value.str.replace_all(esc, plain, literal=True)
+    return value
+
+
+def _on_rows(df: pl.DataFrame, where: pl.Expr, fn) -> pl.DataFrame:
+    """Apply ``fn`` to the rows matching ``where`` only (expensive regexes run on few rows)."""
+    hit = df.select(where.fill_null(False)).to_series()
+    n = int(hit.sum())
+    if n == 0:
+        return df
+    if n == df.height:
+        return fn(df)
+    return pl.concat([df.filter(~hit), fn(df.filter(hit))], how="vertical_relaxed").sort("row")
+
+
+def _parse_json_rows(df: pl.DataFrame) -> pl.DataFrame:
+    """Fill message/level/time/service/pod from JSON objects; docker's ``log`` is unwrapped."""
+    js = df.with_columns(
+        _json_field(_JSON_KEYS["log"], unescape=True).alias("j_log"),
+        _json_field(_JSON_KEYS["message"], unescape=True).alias("j_msg"),
+        _json_field(_JSON_KEYS["level"]).alias("j_level"),
+        _json_field(_JSON_KEYS["time"], numbers=True).alias("j_time"),
+        _json_field(_JSON_KEYS["service"]).alias("j_service"),
+        _json_field(_JSON_KEYS["pod"]).alias("j_pod"),
     )
-    df = df.join(extracted, on="row", how="left")
-    inner = pl.col("j_log").str.strip_chars_end("\r\n")
-    return df.with_columns(
+    return js.with_columns(
         # docker wrapper: the inner text is parsed again as a line of its own
-        pl.when(pl.col("j_log").is_not_null()).then(inner)
+        pl.when(pl.col("j_log").is_not_null()).then(pl.col("j_log").str.strip_chars_end("\r\n"))
         .when(pl.col("j_msg").is_not_null()).then(pl.col("j_msg"))
         .otherwise(pl.col("text")).alias("text"),
-        pl.col("j_msg").is_not_null().and_(pl.col("j_log").is_null()).alias("structured"),
+        (pl.col("j_log").is_null()).alias("structured"),
+        pl.col("j_log").is_not_null().alias("wrapped"),
         pl.coalesce("level", "j_level").alias("level"),
         pl.coalesce("time", "j_time").alias("time"),
-        pl.coalesce("service", "j_service", "k_service").alias("service"),
-        pl.coalesce("pod", "j_pod", "k_pod").alias("pod"),
-    ).drop("j_log", "j_msg", "j_level", "j_time", "j_service", "j_pod", "k_pod", "k_service")
+        pl.coalesce("service", "j_service").alias("service"),
+        pl.coalesce("pod", "j_pod").alias("pod"),
+    ).drop("j_log", "j_msg", "j_level", "j_time", "j_service", "j_pod")
 
 
 def _logfmt_value(key_alt: str) -> pl.Expr:
@@ -121,31 +135,53 @@ def _logfmt_value(key_alt: str) -> pl.Expr:
     return pl.coalesce(t.str.extract(pat, 1), t.str.extract(pat, 2))
 
 
-def _parse_logfmt(df: pl.DataFrame) -> pl.DataFrame:
-    is_logfmt = (~pl.col("structured")) & pl.col("text").str.contains(r"(?:^|\s)(?:msg|message)=") & pl.col(
-        "text"
-    ).str.contains(r"^\s*[\w.@]+=")
-    if not df.select(is_logfmt.any()).item():
-        return df
+def _parse_logfmt_rows(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(
-        pl.when(is_logfmt).then(_logfmt_value("msg|message")).otherwise(pl.col("text")).alias("text"),
-        pl.when(is_logfmt).then(pl.coalesce("level", _logfmt_value("level|lvl|severity"))).otherwise("level").alias("level"),
-        pl.when(is_logfmt).then(pl.coalesce("time", _logfmt_value("ts|time|timestamp"))).otherwise("time").alias("time"),
-        pl.when(is_logfmt).then(pl.coalesce("service", _logfmt_value("service|app|svc"))).otherwise("service").alias("service"),
-        pl.when(is_logfmt).then(pl.coalesce("pod", _logfmt_value("pod|host"))).otherwise("pod").alias("pod"),
-        (pl.col("structured") | is_logfmt).alias("structured"),
+        pl.coalesce(_logfmt_value("msg|message"), pl.col("text")).alias("text"),
+        pl.coalesce("level", _logfmt_value("level|lvl|severity")).alias("level"),
+        pl.coalesce("time", _logfmt_value("ts|time|timestamp")).alias("time"),
+        pl.coalesce("service", _logfmt_value("service|app|svc")).alias("service"),
+        pl.coalesce("pod", _logfmt_value("pod|host")).alias("pod"),
+        pl.lit(True).alias("structured"),
     )
+
+
+#: a plain line's header: timestamp, then maybe a level, then the message
+_HEADER = (
+    r"^\s*\[?(?P<ts>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:\s?(?:Z|[+-]\d{2}:?\d{2}|UTC))?)\]?"
+    r"\s*(?:\[?(?P<lvl>(?i:FATAL|CRITICAL|ERROR|WARN|WARNING|INFO|DEBUG|TRACE))\]?\s*[:\-]?\s+)?"
+)
+
+
+def _parse_plain_rows(df: pl.DataFrame) -> pl.DataFrame:
+    h = pl.col("text").str.extract_groups(_HEADER)
+    df = df.with_columns(h.alias("h"))
+    return df.with_columns(
+        pl.coalesce("time", pl.col("h").struct.field("ts")).alias("time"),
+        pl.coalesce("level", pl.col("h").struct.field("lvl")).alias("level"),
+        pl.when(pl.col("h").struct.field("ts").is_not_null())
+        .then(pl.col("text").str.replace(_HEADER, ""))
+        .otherwise(pl.col("text")).alias("text"),
+    ).drop("h")
 
 
 def _normalize_level(col: pl.Expr) -> pl.Expr:
     return col.str.strip_chars().str.to_uppercase().replace_strict(_LEVEL_ALIASES, default=None, return_dtype=pl.String)
 
 
-def _parse_time(col: pl.Expr) -> pl.Expr:
-    """Unix seconds from ISO-8601-like text (offset honoured) or epoch s/ms/us/ns."""
-    iso = col.str.extract(_ISO_TS, 1).str.replace(",", ".", literal=True).str.replace(" ", "T", literal=True)
-    naive = iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us").dt.epoch("us") / 1e6
-    tz = col.str.extract(_ISO_TS, 2)
+def _with_timestamp(df: pl.DataFrame, source: str) -> pl.DataFrame:
+    """Add ``timestamp`` (unix s) parsed from column ``source``.
+
+    ISO-8601-like text: the fixed-width ``YYYY-MM-DD[T ]HH:MM:SS`` head goes through
+    a strptime kernel, the fraction and the offset through two short regexes on the
+    tail. Numeric text is read as epoch seconds, milliseconds, micro- or nanoseconds.
+    """
+    col = pl.col(source).str.strip_chars()
+    head = col.str.slice(0, 19).str.replace(" ", "T", literal=True)
+    base = head.str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False, time_unit="ms").dt.epoch("ms") / 1000.0
+    tail = col.str.slice(19)
+    frac = ("0." + tail.str.extract(r"^[.,](\d{1,9})", 1)).cast(pl.Float64, strict=False).fill_null(0.0)
+    tz = tail.str.extract(r"([+-]\d{2}:?\d{2})$", 1)
     sign = pl.when(tz.str.starts_with("-")).then(-1.0).otherwise(1.0)
     hh = tz.str.slice(1, 2).cast(pl.Float64, strict=False)
     mm = tz.str.replace(":", "", literal=True).str.slice(3, 2).cast(pl.Float64, strict=False)
@@ -155,7 +191,7 @@ def _parse_time(col: pl.Expr) -> pl.Expr:
         pl.when(num > 1e17).then(num / 1e9).when(num > 1e14).then(num / 1e6)
         .when(num > 1e11).then(num / 1e3).when(num > 1e8).then(num).otherwise(None)
     )
-    return pl.coalesce(epoch, naive - offset)
+    return df.with_columns(pl.coalesce(epoch, base + frac - offset).alias("timestamp"))
 
 
 def parse_frame(
@@ -165,66 +201,71 @@ def parse_frame(
     dropped: dict[str, int] = {}
     texts = _decode(lines, max_line_bytes, dropped)
     df = pl.DataFrame({"text": pl.Series(texts, dtype=pl.String)}).with_row_index("row")
-    df = df.with_columns(pl.col("text").str.strip_chars_end("\r\n"))
-    over = df.select((pl.col("text").str.len_bytes() > max_line_bytes).sum()).item()
+    t = pl.col("text")
+    df = df.with_columns(t.str.strip_chars_end("\r\n"))
+    over = int(df.select((t.str.len_bytes() > max_line_bytes).sum()).item())
     if over:
-        dropped["oversized"] = dropped.get("oversized", 0) + int(over)
+        dropped["oversized"] = dropped.get("oversized", 0) + over
         df = df.with_columns(
-            pl.when(pl.col("text").str.len_bytes() > max_line_bytes)
-            .then(pl.col("text").str.slice(0, max_line_bytes // 4) + " …[truncated]")
-            .otherwise(pl.col("text")).alias("text")
+            pl.when(t.str.len_bytes() > max_line_bytes)
+            .then(t.str.slice(0, max_line_bytes // 4) + " …[truncated]")
+            .otherwise(t).alias("text")
         )
-    binary = pl.col("text").str.count_matches(_BINARY) * 10 > pl.col("text").str.len_chars()
-    empty = pl.col("text").str.strip_chars().str.len_chars() == 0
-    flags = df.select(binary.sum().alias("b"), (empty & ~binary).sum().alias("e")).row(0)
-    if flags[0]:
-        dropped["binary"] = dropped.get("binary", 0) + int(flags[0])
-    if flags[1]:
-        dropped["empty"] = dropped.get("empty", 0) + int(flags[1])
-    df = df.filter(~binary & ~empty)
+    keep = t.str.contains(r"\S")
+    n_empty = df.height - int(df.select(keep.sum()).item())
+    if n_empty:
+        dropped["empty"] = dropped.get("empty", 0) + n_empty
+        df = df.filter(keep)
+    if df.select(t.str.contains(_BINARY).any()).item():
+        binary = t.str.count_matches(_BINARY) * 10 > t.str.len_chars()
+        n_bin = int(df.select(binary.sum()).item())
+        if n_bin:
+            dropped["binary"] = dropped.get("binary", 0) + n_bin
+            df = df.filter(~binary)
     null = pl.lit(None, dtype=pl.String)
     df = df.with_columns(
-        level=null, time=null, service=null, pod=null, structured=pl.lit(False)
+        level=null, time=null, service=null, pod=null, structured=pl.lit(False), wrapped=pl.lit(False)
     )
-    df = _parse_json(df)
-    df = _parse_json(df)  # JSON inside a docker wrapper
-    df = _parse_logfmt(df)
-    t = pl.col("text")
-    head = t.str.slice(0, 120)
-    df = df.with_columns(
-        pl.coalesce(_normalize_level(pl.col("level")), _normalize_level(head.str.extract(_LEVEL_WORD, 1))).alias("level"),
-        pl.coalesce(_parse_time(pl.col("time")), _parse_time(head)).alias("timestamp"),
+    is_json = t.str.starts_with("{") & t.str.ends_with("}")
+    df = _on_rows(df, is_json, _parse_json_rows)
+    df = _on_rows(df, pl.col("wrapped") & is_json, _parse_json_rows)  # JSON inside a docker wrapper
+    is_logfmt = ~pl.col("structured") & t.str.contains(r"^\s*[\w.@-]+=") & t.str.contains(r"(?:^|\s)(?:msg|message)=")
+    df = _on_rows(df, is_logfmt, _parse_logfmt_rows)
+    df = _on_rows(df, ~pl.col("structured"), _parse_plain_rows)
+    df = _on_rows(
+        df, pl.col("level").is_null(),
+        lambda d: d.with_columns(t.str.slice(0, 120).str.extract(_LEVEL_WORD, 1).alias("level")),
+    )
+    df = _with_timestamp(df, "time").with_columns(
+        _normalize_level(pl.col("level")).alias("level"),
         pl.coalesce("service", pl.lit(service, dtype=pl.String)).alias("service"),
     )
-    header = rf"^\s*\[?{_ISO_TS}\]?\s*(?:\[?(?i:FATAL|CRITICAL|ERROR|WARN|WARNING|INFO|DEBUG|TRACE)\]?\s*[:\-]?\s*)?"
-    df = df.with_columns(
-        pl.when(~pl.col("structured") & pl.col("timestamp").is_not_null())
-        .then(t.str.replace(header, ""))
-        .otherwise(t)
-        .alias("text")
-    )
     df = _join_continuations(df)
-    return df.select(
-        pl.col("text").alias("message"), "timestamp", "level", "service", "pod"
-    ), dropped
+    return df.select(pl.col("text").alias("message"), "timestamp", "level", "service", "pod"), dropped
 
 
 def _join_continuations(df: pl.DataFrame) -> pl.DataFrame:
     """Join stack-trace lines (indented ``at``, ``Caused by:``, the exception line after them)."""
     t = pl.col("text")
     cont = t.str.contains(_CONTINUATION)
-    exc_after = t.str.contains(_EXCEPTION_LINE) & cont.shift(1).fill_null(False)
+    # an exception line belongs to the trace around it (frames after it, or before it)
+    exc_after = t.str.contains(_EXCEPTION_LINE) & (cont.shift(1).fill_null(False) | cont.shift(-1).fill_null(False))
     is_cont = (cont | exc_after) & (pl.int_range(pl.len()) > 0)
-    if not df.select(is_cont.any()).item():
-        return df
-    df = df.with_columns((~is_cont).cum_sum().alias("record"))
-    return df.group_by("record", maintain_order=True).agg(
+    df = df.with_columns(is_cont.alias("_cont"))
+    if not df.get_column("_cont").any():
+        return df.drop("_cont")
+    df = df.with_columns((~pl.col("_cont")).cum_sum().alias("_record"))
+    joined_ids = df.filter(pl.col("_cont")).get_column("_record").unique()
+    in_trace = pl.col("_record").is_in(joined_ids.implode())
+    joined = df.filter(in_trace).group_by("_record").agg(
+        pl.col("row").first(),
         t.str.join("\n").alias("text"),
-        pl.col("timestamp").first(),
-        pl.col("level").first(),
-        pl.col("service").first(),
-        pl.col("pod").first(),
-    ).drop("record")
+        *(pl.col(c).first() for c in df.columns if c not in ("row", "text", "_record", "_cont")),
+    )
+    return (
+        pl.concat([df.filter(~in_trace).drop("_record", "_cont"), joined.drop("_record")], how="diagonal_relaxed")
+        .sort("row")
+    )
 
 
 def parse_lines(

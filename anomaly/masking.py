@@ -1,4 +1,4 @@
-"""Masking: replace the variable parts of a message by typed placeholders.
+"""Masking: replace the variable parts of a message by the placeholder ``<*>``.
 
 One fixed list of rules for every system (never per dataset). The rules run as
 vectorized regex kernels (polars ``str.replace_all``, Rust regex) over whole
@@ -13,32 +13,71 @@ from collections.abc import Sequence
 
 import polars as pl
 
-#: (name, pattern, replacement). Order matters: specific shapes before numbers.
+#: the shapes of values, as one alternation (leftmost alternative wins at a position),
+#: so every value kind costs a single regex pass over the batch
+_VALUE_KINDS: tuple[tuple[str, str], ...] = (
+    ("uuid", r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"),
+    ("datetime", r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)?\b"),
+    ("time", r"\b\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?\b"),
+    ("ip", r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?\b"),
+    ("mac", r"\b(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}\b"),
+    ("hex", r"\b0[xX][0-9a-fA-F]+\b"),
+    ("duration", r"\b\d+(?:\.\d+)?\s?(?:ms|us|µs|ns|s|sec|secs|seconds|min|mins|minutes|h|hours)\b"),
+    ("size", r"\b\d+(?:\.\d+)?\s?(?:[KMGTP]i?B|[KMGTP]|bytes|B)\b"),
+    ("number", r"[-+]?\b\d+(?:[.,]\d+)*\b"),
+    ("hexid", r"\b[0-9a-fA-F]{8,}\b"),
+)
+
+#: (name, pattern, replacement), applied in this order: shapes that contain values
+#: (URLs, paths, quoted text, key=value) first, then values, then the asides
+#: left holding only a value.
 RULES: tuple[tuple[str, str, str], ...] = (
-    ("url", r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s\"'<>]+", "<URL>"),
-    ("uuid", r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", "<UUID>"),
-    ("datetime", r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)?\b", "<TS>"),
-    ("time", r"\b\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?\b", "<TIME>"),
-    ("ip", r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?\b", "<IP>"),
-    ("mac", r"\b(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}\b", "<MAC>"),
-    ("path", r"(^|[\s=:\"'(\[])(?:[A-Za-z]:)?(?:[\\/][\w.\-$@~+]+){2,}[\\/]?", "${1}<PATH>"),
+    ("url", r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s\"'<>]+", "<*>"),
+    ("path", r"(^|[\s=:\"'(\[])(?:[A-Za-z]:)?(?:[\\/][\w.\-$@~+]+){2,}[\\/]?", "${1}<*>"),
     ("quoted", r"\"[^\"]{0,64}\"|'[^'\s]{0,64}'", "\"<*>\""),
     ("kv", r"\b([A-Za-z_][\w.\-]*)=([^\s,;&\"'\]\)]+)", "${1}=<*>"),
-    ("duration", r"\b\d+(?:\.\d+)?\s?(?:ms|us|µs|ns|s|sec|secs|seconds|min|mins|minutes|h|hours)\b", "<DUR>"),
-    ("size", r"\b\d+(?:\.\d+)?\s?(?:[KMGTP]i?B|[KMGTP]|bytes|B)\b", "<SIZE>"),
-    ("num", r"[-+]?\b\d+(?:[.,]\d+)*\b", "<NUM>"),
-    ("hex", r"\b0[xX][0-9a-fA-F]+\b|\b[0-9a-fA-F]{8,}\b", "<HEX>"),
-    # a parenthetical holding only one variable (and maybe a unit) is optional detail
-    ("aside", r"\s*\((?:<[A-Z]+>)(?:\s*\w{1,5})?\)", ""),
+    ("value", "|".join(f"(?:{p})" for _, p in _VALUE_KINDS), "<*>"),
+    # a parenthetical holding only one value (and maybe a unit) is optional detail
+    ("aside", r"\s*\(<\*>(?:\s*\w{1,5})?\)", ""),
 )
 
 
+#: a rule only runs on the messages holding its trigger (a cheap literal test),
+#: since most messages have no URL, no quote, no ``=``
+_TRIGGERS: dict[str, tuple[str, bool]] = {
+    "url": ("://", True), "path": ("/", True), "quoted": ("[\"']", False), "kv": ("=", True),
+    "value": ("[0-9]", False), "aside": ("(", True),
+}
+
+
+def _apply(rule: str, pattern: str, repl: str, values: pl.Series) -> pl.Series:
+    trigger = _TRIGGERS.get(rule)
+    if trigger is None:
+        return values.str.replace_all(pattern, repl)
+    hit = values.str.contains(trigger[0], literal=trigger[1])
+    n = hit.sum()
+    if n == 0:
+        return values
+    if n * 2 > len(values):
+        return values.str.replace_all(pattern, repl)
+    idx = hit.arg_true()
+    return values.scatter(idx, values.gather(idx).str.replace_all(pattern, repl))
+
+
 def mask_series(messages: pl.Series) -> pl.Series:
-    """Mask a whole batch of messages at once (Rust regex, multithreaded)."""
-    expr = pl.col("m")
-    for _name, pattern, repl in RULES:
-        expr = expr.str.replace_all(pattern, repl)
-    return pl.DataFrame({"m": messages}).select(expr).to_series()
+    """Mask a whole batch of messages at once (Rust regex), each distinct message once."""
+    messages = messages.cast(pl.String).fill_null("").rename("m")
+    distinct = messages.unique()
+    masked = distinct.clone()
+    for name, pattern, repl in RULES:
+        masked = _apply(name, pattern, repl, masked)
+    lookup = pl.DataFrame({"m": distinct, "masked": masked})
+    return (
+        messages.to_frame()
+        .join(lookup, on="m", how="left", maintain_order="left")
+        .get_column("masked")
+        .rename("masked")
+    )
 
 
 def mask_many(messages: Sequence[str]) -> list[str]:

@@ -97,16 +97,18 @@ def _baseline_counts(window: Digest, baseline: Digest) -> tuple[dict[str, int], 
         by_len[len(toks)].append((tid, toks))
     counts: dict[str, int] = defaultdict(int)
     buckets: dict[float, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for shape, st in baseline._shapes.items():  # noqa: SLF001 - same package
-        if shape in window._shapes:  # noqa: SLF001
+    window_shapes = window.shape_counts()
+    base_buckets = baseline.shape_bucket_counts()
+    for shape, count in baseline.shape_counts().items():
+        if shape in window_shapes:
             tid = window.template_of_shape(shape)
         else:
             toks = tokenize(shape)
             tid = next((t for t, tt in by_len.get(len(toks), ()) if _matches(tt, toks)), None)
             if tid is None:
                 tid = "baseline:" + baseline.template_of_shape(shape)
-        counts[tid] += st.count
-        for b, n in st.buckets.items():
+        counts[tid] += count
+        for b, n in base_buckets.get(shape, {}).items():
             buckets[b][tid] += n
     return dict(counts), {b: dict(v) for b, v in sorted(buckets.items())}
 

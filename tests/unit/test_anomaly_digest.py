@@ -1,0 +1,134 @@
+"""Masking, mining and the mergeable Digest: chunked digests merge into one pass's templates."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from anomaly.digest import Digest
+from anomaly.engine import run_engine
+from anomaly.masking import mask_many
+from anomaly.mining import mine
+from anomaly.records import LogRecord
+
+SHAPES = [
+    "user {w} logged in from {ip}",
+    "user {w} logged out after {n} seconds",
+    "GET /api/items/{n} returned {code} in {n}ms",
+    "connection to {ip}:{port} refused",
+    "cache {w} evicted {n} entries",
+    "job {hex} finished with state {state}",
+    "ERROR payment {n} failed: java.net.SocketTimeoutException: Read timed out",
+    "worker {n} heartbeat",
+]
+
+
+def _message(rng: random.Random) -> str:
+    return rng.choice(SHAPES).format(
+        w=rng.choice(["alice", "bob", "carol", "dave", "erin", "frank", "grace"]),
+        ip=f"10.0.{rng.randint(0, 9)}.{rng.randint(1, 254)}", n=rng.randint(0, 10**6),
+        port=rng.randint(1000, 9999), code=rng.choice([200, 404, 500]),
+        hex=f"{rng.getrandbits(48):012x}", state=rng.choice(["OK", "FAILED", "KILLED"]),
+    )
+
+
+def _records(seed: int, n: int) -> list[LogRecord]:
+    rng = random.Random(seed)
+    return [
+        LogRecord(
+            message=_message(rng), timestamp=1_700_000_000 + i * 0.5,
+            level=rng.choice(["INFO", "ERROR"]), service=rng.choice(["api", "db", None]),
+        )
+        for i in range(n)
+    ]
+
+
+def _fingerprint(d: Digest) -> dict:
+    return {
+        tid: (t.text, t.count, t.first_seen, t.last_seen, t.levels, t.services, t.exception_types)
+        for tid, t in d.templates.items()
+    }
+
+
+def test_masking_replaces_variables():
+    masked = mask_many(['conn 10.1.2.3:80 took 35ms id=7f3a path /var/x/y "quoted value" 0xff 3.5 KB 2e7c9a10ff'])
+    assert masked == ['conn <*> took <*> id=<*> path <*> "<*>" <*> <*> <*>']
+
+
+def test_mining_groups_variable_words_and_keeps_constants():
+    sigs = [f"user {u} logged in" for u in ["a1", "b", "c", "d", "e", "f", "g"]] + ["service started", "service stopped"]
+    assignment, texts = mine(sigs)
+    assert len({assignment[i] for i in range(7)}) == 1
+    assert texts[assignment[0]] == "user <*> logged in"
+    assert assignment[7] != assignment[8]  # two distinct words: two templates
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.permutations(list(range(12))))
+def test_mining_ignores_order(perm):
+    sigs = [f"job {w} done" for w in "abcdefg"] + ["disk full", "disk ok", "x y z", "x y w", "a"]
+    a1, t1 = mine(sigs)
+    a2, t2 = mine([sigs[i] for i in perm])
+    assert {sigs[i]: t1[a1[i]] for i in range(12)} == {sigs[p]: t2[a2[k]] for k, p in enumerate(perm)}
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 10_000), st.lists(st.integers(1, 399), max_size=6, unique=True))
+def test_chunked_digests_merge_to_the_same_templates_as_one_pass(seed, cuts):
+    records = _records(seed, 400)
+    whole = Digest.from_records(records)
+    bounds = [0, *sorted(cuts), len(records)]
+    chunks = [Digest.from_records(records[a:b]) for a, b in zip(bounds, bounds[1:])]
+    rng = random.Random(seed)
+    rng.shuffle(chunks)
+    merged = Digest.merge_all(chunks)
+    assert merged.lines == whole.lines == 400
+    assert _fingerprint(merged) == _fingerprint(whole)
+    assert merged.bucket_counts() == whole.bucket_counts()
+    assert merged.template_counts_by_service() == whole.template_counts_by_service()
+
+
+def test_merge_is_pure_and_associative():
+    a, b, c = (Digest.from_records(_records(s, 150)) for s in (1, 2, 3))
+    before = _fingerprint(a)
+    left = a.merge(b).merge(c)
+    right = a.merge(b.merge(c))
+    assert _fingerprint(left) == _fingerprint(right)
+    assert _fingerprint(a) == before
+
+
+def test_dict_round_trip_is_json_safe():
+    d = Digest.from_records(_records(5, 300))
+    again = Digest.from_dict(json.loads(json.dumps(d.to_dict())))
+    assert _fingerprint(again) == _fingerprint(d)
+    assert again.services == d.services and again.lines == d.lines
+
+
+def test_from_dict_rejects_garbage_with_a_clear_error():
+    with pytest.raises(ValueError, match="not a valid Digest"):
+        Digest.from_dict({"lines": "many"})
+
+
+def test_merging_different_buckets_is_refused():
+    with pytest.raises(ValueError, match="bucket_seconds"):
+        Digest(bucket_seconds=60).merge(Digest(bucket_seconds=30))
+
+
+def test_template_stats_carry_evidence():
+    d = Digest.from_records(_records(9, 500))
+    errors = [t for t in d.templates.values() if t.exception_types]
+    assert errors and errors[0].exception_types == {"java.net.SocketTimeoutException": errors[0].count}
+    assert all(t.is_error for t in errors)
+    assert all(1 <= len(t.samples) <= 3 for t in d.templates.values())
+    assert sum(t.count for t in d.templates.values()) == 500
+
+
+def test_run_engine_batches_match_one_batch():
+    lines = [f"2024-05-01T10:00:{i % 60:02d}Z INFO {_message(random.Random(i))}" for i in range(3000)]
+    one = run_engine(lines, batch_lines=10_000)
+    many = run_engine(lines, batch_lines=500)
+    assert _fingerprint(one) == _fingerprint(many)
