@@ -291,10 +291,11 @@ async def test_the_prompt_fits_the_token_budget(evidence) -> None:
 
 
 async def test_concurrency_is_limited_per_replica(evidence) -> None:
-    with OpenAIStandin(default=answer(good_answer(), delay=0.2)) as llm:
+    with OpenAIStandin(default=answer(good_answer(), delay=0.3)) as llm:
         r, _ = reasoner(llm.base_url, llm_max_concurrency=2)
         verdicts = await asyncio.gather(*(r.reason(evidence) for _ in range(5)))
-        assert llm.max_in_flight == 2
+        assert len(llm.bodies()) == 5
+        assert 1 <= llm.max_in_flight <= 2  # an upper bound: never more than the limit at the server
     assert all(v.reasoner == r.name for v in verdicts)
 
 
