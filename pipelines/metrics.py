@@ -21,8 +21,8 @@ _metrics_export_port=P)``, a plain actor, a task and the driver each recording)
       (observations 0.3 s and 3.0 s gave ``_sum`` 4.125 = 0.375 + 3.75): use
       ``histogram_quantile`` on buckets, not ``_sum / _count``, for latency.
     * Scrape target: the metrics export port of *every* Ray node (KubeRay: port 8080,
-      named ``metrics``, on head and worker pods; ``kuberay/monitoring.yaml``). Locally and
-      in docker compose the head runs with ``--metrics-export-port=8080``.
+      named ``metrics``, on head and worker pods; ``kuberay/monitoring.yaml``). Locally
+      (scripts/stack) and in docker compose: ``rca serve --metrics-port 8080``, one node.
     * ``render_latest()`` is what the ingress's ``GET /metrics`` returns: the page of the
       metrics agent of the ingress's own node (every process of that node, this one
       included). On one node that is everything; on several nodes, scrape the nodes.
