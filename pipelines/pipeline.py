@@ -160,9 +160,9 @@ class AnalysisPipeline:
         timings["summarize"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        metrics = metric_frame(context.window.metrics)
+        window_metrics = metric_frame(context.window.metrics)
         baseline_metrics = metric_frame(context.baseline.metrics) if context.baseline else None
-        report = await self._score_anomalies(window.digest, baseline_digest, metrics, baseline_metrics or None)
+        report = await self._score_anomalies(window.digest, baseline_digest, window_metrics, baseline_metrics or None)
         flagged = report.flagged()
         summary = summarize(
             window.digest, must_include=[i.template_id for i in flagged if i.template_id], max_words=200
@@ -176,7 +176,7 @@ class AnalysisPipeline:
             digest=window.digest,
             report=report,
             baseline_digest=baseline_digest,
-            metrics=metrics,
+            metrics=window_metrics,
             baseline_metrics=baseline_metrics,
             spans=context.window.spans,
             baseline_spans=context.baseline.spans if context.baseline else [],
