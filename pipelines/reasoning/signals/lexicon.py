@@ -1,0 +1,76 @@
+"""The lexicon of well-known failure messages: which words point at which kind of fault.
+
+Each kind belongs to a category an on-call engineer routes by (OOM -> application, pool
+exhaustion -> database, DNS/timeouts -> network, CPU/disk -> infrastructure, failed logins
+-> security, third-party 503 -> external). Adding a kind is adding one entry.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pipelines.schemas import Category
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    name: str
+    category: Category
+    cause: str
+    pattern: re.Pattern[str]
+
+
+def _kind(name: str, category: Category, cause: str, *words: str) -> FaultKind:
+    return FaultKind(name, category, cause, re.compile("|".join(words), re.IGNORECASE))
+
+
+FAULT_KINDS: list[FaultKind] = [
+    _kind("memory_leak", Category.application, "memory exhaustion (leak) ending in out-of-memory errors",
+          r"OutOfMemory", r"heap space", r"OOMKill", r"GC overhead", r"memory leak", r"exit code 137", r"Full GC"),
+    _kind("db_connection_exhaustion", Category.database, "database connections exhausted",
+          r"too many clients", r"max_connections", r"connection is not available", r"HikariPool", r"pool (is )?exhausted",
+          r"SQLTransientConnection", r"too many connections", r"remaining connection slots"),
+    _kind("database_error", Category.database, "database errors (locks, deadlocks, failing queries)",
+          r"deadlock", r"lock wait timeout", r"SQLException", r"relation .* does not exist", r"replication lag",
+          r"could not serialize access", r"database .* (is|was) (down|unavailable)"),
+    _kind("dns_failure", Category.network, "DNS resolution failures",
+          r"UnknownHost", r"no such host", r"name resolution", r"ENOTFOUND", r"EAI_AGAIN", r"NXDOMAIN", r"SERVFAIL",
+          r"lookup \S+ on \S+:53", r"plugin/errors"),
+    _kind("network_delay", Category.network, "network latency or timeouts between services",
+          r"i/o timeout", r"connect(ion)? timed out", r"read timed out", r"SocketTimeout", r"deadline exceeded",
+          r"context deadline", r"ETIMEDOUT", r"504 Gateway Timeout"),
+    _kind("network_error", Category.network, "network connectivity failures",
+          r"connection refused", r"connection reset", r"ECONNREFUSED", r"ECONNRESET", r"no route to host",
+          r"network is unreachable", r"EHOSTUNREACH", r"broken pipe", r"TLS handshake"),
+    _kind("cpu_contention", Category.infrastructure, "CPU saturation or throttling",
+          r"CPU throttl", r"cpu_throttled", r"throttling", r"load average", r"thread pool saturated", r"lagging",
+          r"starved", r"CPU (usage )?(at|above) \d+"),
+    _kind("disk_full", Category.infrastructure, "disk full or node disk pressure",
+          r"No space left", r"DiskPressure", r"disk full", r"ephemeral-storage", r"ENOSPC", r"filesystem .* full"),
+    _kind("node_failure", Category.infrastructure, "node or kubelet failure",
+          r"NodeNotReady", r"node .* not ready", r"kubelet", r"MemoryPressure", r"evict"),
+    _kind("credential_stuffing", Category.security, "burst of failed logins (credential stuffing / brute force)",
+          r"login failed", r"invalid credentials", r"authentication failed", r"invalid password", r"account locked",
+          r"brute.?force", r"failed password"),
+    _kind("security_event", Category.security, "unauthorized access attempts",
+          r"unauthori[sz]ed", r"forbidden", r"access denied", r"permission denied", r"invalid token", r"signature .* invalid",
+          r"suspicious"),
+    _kind("external_dependency", Category.external, "a third-party dependency is failing",
+          r"provider", r"third.?party", r"https?://(?![^/\s]*(\.svc|\.local|localhost|127\.0\.0\.1))[^/\s]+\.[a-z]{2,}",
+          r"circuit breaker", r"vendor", r"Service Unavailable", r"api\.[a-z0-9-]+\.(com|io|net)"),
+    _kind("code_exception", Category.application, "application exceptions",
+          r"Exception", r"Traceback", r"panic:", r"NullPointer", r"segfault", r"IllegalState", r"TypeError",
+          r"KeyError", r"500 Internal Server Error", r"unhandled"),
+]
+
+# Kinds that come from measurements rather than words.
+FAULT_KINDS_MEASURED: list[FaultKind] = [
+    _kind("latency", Category.application, "slow responses", r"(?!)"),
+]
+KINDS_BY_NAME = {k.name: k for k in [*FAULT_KINDS, *FAULT_KINDS_MEASURED]}
+
+
+def kinds_in(text: str) -> list[str]:
+    """Names of the fault kinds whose words occur in ``text``, in lexicon order."""
+    return [k.name for k in FAULT_KINDS if k.pattern.search(text)]

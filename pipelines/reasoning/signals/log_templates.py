@@ -1,0 +1,185 @@
+"""Log evidence: per-service error templates that are new or grew against the baseline.
+
+An error template (error level, an exception, or error words) counts for a service when the
+service logs it clearly more often than the baseline would predict at the window's volume;
+a template absent from the baseline counts more. A caller's error that names another
+service (``catch price exception``, ``http://payment:8080 ... 503``) mostly blames the named
+one: the caller suffers, the callee causes. Normal templates of a service that vanish from
+the window are weak evidence of their own (the code path stopped early).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+
+from anomaly import Digest, TemplateStats
+from pipelines.reasoning.base import Evidence
+from pipelines.reasoning.signals.base import Finding, saturate
+from pipelines.reasoning.signals.lexicon import kinds_in
+from pipelines.schemas import Category
+
+GROWTH_FACTOR = 1.5  # a template must exceed 1.5x its expected count to count as grown
+NEW_TEMPLATE_BONUS = 1.5
+NAMED_CALLEE_SHARE = 0.8
+MIN_VANISHED_EXPECTED = 8.0
+VANISHED_WEIGHT = 0.0  # off: a short baseline's workload mix differs too much to trust absences
+STEADY_DISCOUNT = 0.2  # an error already as frequent before the alert as after is background noise
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*[A-Za-z0-9]")
+_SERVICE_WORDS = re.compile(r"(?i)(?:service|svc|server|api|client|db)$")
+
+
+def _baseline_counts(baseline: Digest | None) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    if baseline is None:
+        return counts
+    for t in baseline.templates.values():
+        for service, n in t.services.items():
+            counts[(service or "", t.text)] += n
+    return counts
+
+
+def _stems(service: str) -> set[str]:
+    """Ways a caller may write a service's name: ``ts-price-service`` -> {ts-price-service, price}."""
+    words = [w for w in re.split(r"[-_.]", service.lower()) if w]
+    core = [w for w in words if not _SERVICE_WORDS.search(w) and len(w) > 2]
+    stems = {service.lower()}
+    if len(core) == 1 or (len(core) == 2 and len(core[0]) <= 3):
+        stems.add(core[-1])
+    return stems
+
+
+def named_services(t: TemplateStats, known: set[str]) -> set[str]:
+    """Known services named in the text of a template (the callee a caller complains about)."""
+    text = " ".join([t.text, *t.samples[:2]]).lower()
+    tokens = set(_TOKEN.findall(text)) | set(re.findall(r"[a-z]+", text))
+    named = set()
+    for service in known:
+        if _stems(service) & tokens:
+            named.add(service)
+    return named
+
+
+def onset_factors(digest: Digest, alert_ts: float) -> dict[str, float]:
+    """Per template: how much its rate rose from the part of the window before the alert to after it.
+
+    1.0 when there is nothing before the alert to compare with; ``STEADY_DISCOUNT`` for a
+    template as frequent before the alert as after it; up to 1.5 for one that only appears after.
+    """
+    buckets = digest.bucket_counts()
+    width = digest.bucket_seconds
+    before_buckets = [b for b in buckets if b + width <= alert_ts]
+    after_buckets = [b for b in buckets if b + width > alert_ts]
+    if not before_buckets or not after_buckets:
+        return {}
+    before: dict[str, int] = defaultdict(int)
+    after: dict[str, int] = defaultdict(int)
+    for b, counts in buckets.items():
+        target = before if b + width <= alert_ts else after
+        for tid, n in counts.items():
+            target[tid] += n
+    span_before, span_after = len(before_buckets), len(after_buckets)
+    out = {}
+    for tid in set(before) | set(after):
+        rate_before = before[tid] / span_before
+        rate_after = after[tid] / span_after
+        if rate_before == 0:
+            out[tid] = 1.5
+        elif rate_after <= 1.5 * rate_before:
+            out[tid] = STEADY_DISCOUNT
+        else:
+            out[tid] = min(1.0, 0.3 + (rate_after / rate_before - 1.5) * 0.2)
+    return out
+
+
+class LogTemplateSignal:
+    """New or grown error templates per service; vanished normal templates."""
+
+    name = "logs"
+
+    def findings(self, evidence: Evidence) -> list[Finding]:
+        digest = evidence.digest
+        if digest is None or not digest.lines:
+            return []
+        base = _baseline_counts(evidence.baseline_digest)
+        has_baseline = evidence.baseline_digest is not None and evidence.baseline_digest.lines > 0
+        scale = digest.lines / evidence.baseline_digest.lines if has_baseline else 1.0
+        flagged = {i.template_id: i.score for i in evidence.report.templates if i.template_id}
+        known = {s for s in digest.services if s}
+        onset = onset_factors(digest, evidence.alert.timestamp.timestamp())
+
+        weight: dict[str, float] = defaultdict(float)
+        kinds: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        proofs: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        for tid, t in digest.templates.items():
+            if not t.is_error:
+                continue
+            named = named_services(t, known)
+            found = kinds_in(" ".join([t.text, *t.samples[:2], *t.exception_types])) or ["code_exception"]
+            for owner, n in t.services.items():
+                if not owner:
+                    continue
+                seen = base.get((owner, t.text), 0)
+                if has_baseline:
+                    excess = n - GROWTH_FACTOR * seen * scale
+                    if excess <= 0:
+                        continue
+                    w = math.log1p(excess) * (NEW_TEMPLATE_BONUS if seen == 0 else 1.0)
+                else:
+                    w = math.log1p(n) * flagged.get(tid, 0.0)
+                w *= onset.get(tid, 1.0)
+                if w <= 0:
+                    continue
+                callees = named - {owner}
+                targets = [(owner, 1.0 - NAMED_CALLEE_SHARE)] + [(c, NAMED_CALLEE_SHARE / len(callees)) for c in callees] if callees else [(owner, 1.0)]
+                for service, share in targets:
+                    weight[service] += w * share
+                    for k in found:
+                        kinds[service][k] += w * share
+                    how = f"logged by {owner}, " if service != owner else ""
+                    text = t.text if len(t.text) <= 160 else t.text[:157] + "..."
+                    proofs[service].append((w * share, f'error template "{text}" x{n} ({how}baseline {seen})'))
+
+        if has_baseline and VANISHED_WEIGHT > 0:
+            self._vanished(evidence, base, scale, weight, kinds, proofs)
+
+        out = []
+        for service, w in weight.items():
+            kind = max(kinds[service].items(), key=lambda kv: kv[1])[0] if kinds[service] else "code_exception"
+            best = [p for _, p in sorted(proofs[service], key=lambda x: -x[0])[:3]]
+            out.append(
+                Finding(
+                    service=service,
+                    signal=self.name,
+                    fault_type=kind,
+                    category=_category(kind),
+                    strength=round(saturate(w, 4.0), 4),
+                    evidence="; ".join(best),
+                )
+            )
+        return sorted(out, key=lambda f: -f.strength)
+
+    @staticmethod
+    def _vanished(evidence, base, scale, weight, kinds, proofs) -> None:
+        present = defaultdict(int)
+        for t in evidence.digest.templates.values():
+            for service, n in t.services.items():
+                present[(service or "", t.text)] += n
+        active = {s for s, n in evidence.digest.services.items() if n}
+        for (service, text), seen in base.items():
+            expected = seen * scale
+            if service not in active or expected < MIN_VANISHED_EXPECTED or present.get((service, text), 0):
+                continue
+            w = VANISHED_WEIGHT * math.log1p(expected)
+            weight[service] += w
+            kinds[service]["code_exception"] += w * 0.5
+            short = text if len(text) <= 120 else text[:117] + "..."
+            proofs[service].append((w, f'normal template "{short}" vanished (expected ~{expected:.0f}, seen 0)'))
+
+
+def _category(kind: str) -> Category:
+    from pipelines.reasoning.signals.lexicon import KINDS_BY_NAME
+
+    found = KINDS_BY_NAME.get(kind)
+    return found.category if found else Category.application

@@ -1,0 +1,164 @@
+"""Trace evidence: slow call edges, slow services, and where errors originate.
+
+*Network delay* shows on call edges: the time between a caller's client span and the
+callee's server span (parent duration minus child duration) grows on every edge that
+touches the delayed service, and only on those. A caller that times out has one slow edge
+among many normal ones; the slow callee has all of its edges slow. So a service is scored by
+the mean growth over all its edges, which separates the one that suffers from the one that
+causes. *Slowness inside a service* shows as a rise of its spans' self time (duration minus
+time spent in children). *Errors* are blamed on the deepest failing span of a trace: a
+caller that fails because its callee failed is a victim.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from pipelines.reasoning.base import Evidence
+from pipelines.reasoning.signals.base import Finding, median, saturate
+from pipelines.schemas import Category, Span
+
+MIN_EDGE_SAMPLES = 3
+MIN_EDGE_GROWTH = 1.5  # window/baseline ratio of the edge gap that counts as slower
+MIN_SELF_GROWTH = 1.5
+SMOOTH_MS = 1.0  # keeps ratios of sub-millisecond gaps from exploding
+
+
+def _index(spans: list[Span]) -> tuple[dict[str, Span], dict[str, list[Span]]]:
+    by_id = {s.span_id: s for s in spans}
+    children: dict[str, list[Span]] = defaultdict(list)
+    for s in spans:
+        if s.parent_id and s.parent_id in by_id:
+            children[s.parent_id].append(s)
+    return by_id, children
+
+
+def edge_gaps(spans: list[Span]) -> dict[tuple[str, str], list[float]]:
+    """(caller, callee) -> time spent between the caller's span and the callee's span, in ms."""
+    by_id, _ = _index(spans)
+    gaps: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for s in spans:
+        parent = by_id.get(s.parent_id) if s.parent_id else None
+        if parent is not None and parent.service != s.service:
+            gaps[(parent.service, s.service)].append(max(0.0, parent.duration_ms - s.duration_ms))
+    return gaps
+
+
+def self_times(spans: list[Span]) -> dict[str, list[float]]:
+    """service -> self time of its spans (duration minus children's), in ms."""
+    _, children = _index(spans)
+    out: dict[str, list[float]] = defaultdict(list)
+    for s in spans:
+        inside = sum(c.duration_ms for c in children.get(s.span_id, []))
+        out[s.service].append(max(0.0, s.duration_ms - inside))
+    return out
+
+
+def _growth(window: list[float], baseline: list[float]) -> float | None:
+    if len(window) < MIN_EDGE_SAMPLES or len(baseline) < MIN_EDGE_SAMPLES:
+        return None
+    return (median(window) + SMOOTH_MS) / (median(baseline) + SMOOTH_MS)
+
+
+class TraceSignal:
+    """Slow edges (network), slow services (self time) and error origins from spans."""
+
+    name = "traces"
+
+    def findings(self, evidence: Evidence) -> list[Finding]:
+        if not evidence.spans:
+            return []
+        out: list[Finding] = []
+        if evidence.baseline_spans:
+            out.extend(self._edges(evidence))
+            out.extend(self._self_time(evidence))
+        out.extend(self._errors(evidence))
+        return sorted(out, key=lambda f: -f.strength)
+
+    def _edges(self, evidence: Evidence) -> list[Finding]:
+        window, baseline = edge_gaps(evidence.spans), edge_gaps(evidence.baseline_spans)
+        per_service: dict[str, list[tuple[float, tuple[str, str], float, float]]] = defaultdict(list)
+        for edge, gaps in window.items():
+            growth = _growth(gaps, baseline.get(edge, []))
+            if growth is None:
+                continue
+            row = (math.log(max(growth, 1.0)), edge, median(baseline[edge]), median(gaps))
+            for service in edge:
+                per_service[service].append(row)
+        out = []
+        for service, rows in per_service.items():
+            slow = [r for r in rows if r[0] >= math.log(MIN_EDGE_GROWTH)]
+            if not slow:
+                continue
+            mean_log = sum(r[0] for r in rows) / len(rows)
+            share = len(slow) / len(rows)
+            strength = saturate(mean_log, 1.5) * (0.5 + 0.5 * share) * (1.0 if len(rows) > 1 else 0.7)
+            worst = max(slow, key=lambda r: r[0])
+            out.append(
+                Finding(
+                    service=service,
+                    signal=self.name,
+                    fault_type="network_delay",
+                    category=Category.network,
+                    strength=round(strength, 4),
+                    evidence=(
+                        f"{len(slow)} of {len(rows)} call edges of {service} slower; worst {worst[1][0]} -> {worst[1][1]}: "
+                        f"median gap {worst[2]:.1f} ms -> {worst[3]:.1f} ms"
+                    ),
+                )
+            )
+        return out
+
+    def _self_time(self, evidence: Evidence) -> list[Finding]:
+        window, baseline = self_times(evidence.spans), self_times(evidence.baseline_spans)
+        out = []
+        for service, values in window.items():
+            growth = _growth(values, baseline.get(service, []))
+            if growth is None or growth < MIN_SELF_GROWTH:
+                continue
+            out.append(
+                Finding(
+                    service=service,
+                    signal=self.name,
+                    fault_type="latency",
+                    category=Category.application,
+                    strength=round(0.5 * saturate(math.log(growth), 1.5), 4),
+                    evidence=(
+                        f"self time of {service}'s spans: median {median(baseline[service]):.1f} ms -> "
+                        f"{median(values):.1f} ms"
+                    ),
+                )
+            )
+        return out
+
+    def _errors(self, evidence: Evidence) -> list[Finding]:
+        def origins(spans: list[Span]) -> dict[str, int]:
+            _, children = _index(spans)
+            counts: dict[str, int] = defaultdict(int)
+            for s in spans:
+                if s.error and not any(c.error for c in children.get(s.span_id, [])):
+                    counts[s.service] += 1
+            return counts
+
+        window = origins(evidence.spans)
+        if not window:
+            return []
+        base = origins(evidence.baseline_spans) if evidence.baseline_spans else {}
+        scale = len(evidence.spans) / max(1, len(evidence.baseline_spans)) if evidence.baseline_spans else 1.0
+        out = []
+        for service, n in window.items():
+            excess = n - base.get(service, 0) * scale
+            if excess <= 0:
+                continue
+            out.append(
+                Finding(
+                    service=service,
+                    signal=self.name,
+                    fault_type="code_exception",
+                    category=Category.application,
+                    strength=round(saturate(excess, 10.0), 4),
+                    evidence=f"{n} failing spans originate in {service} (baseline {base.get(service, 0)})",
+                )
+            )
+        return out
