@@ -145,17 +145,33 @@ class Publisher:
         try:
             await asyncio.wait_for(self._send_all(producer, topic, records), self.timeout_seconds)
         except asyncio.TimeoutError as error:
+            await self._discard(producer)
             raise KafkaUnavailable(
                 f"the Kafka broker at {self.bootstrap} did not acknowledge {len(records)} record(s) on {topic} "
                 f"within {self.timeout_seconds:g}s"
             ) from error
         except KafkaError as error:
+            await self._discard(producer)
             raise KafkaUnavailable(
                 f"publishing {len(records)} record(s) to {topic} at {self.bootstrap} failed: "
                 f"{type(error).__name__}: {error}"
             ) from error
         self.published += len(records)
         return len(records)
+
+    async def _discard(self, producer: AIOKafkaProducer) -> None:
+        """Drop a producer after a failure, so the next call starts a fresh one.
+
+        After a broker restart aiokafka's idempotent producer can keep failing with
+        OutOfOrderSequenceNumber until it gets a new producer id; a new producer has one.
+        """
+        async with self._lock:
+            if self._producer is producer:
+                self._producer = None
+        try:
+            await asyncio.wait_for(producer.stop(), 2.0)
+        except (asyncio.TimeoutError, KafkaError, OSError) as error:
+            logger.debug("discarded Kafka producer did not stop cleanly: %s", error)
 
     @staticmethod
     async def _send_all(producer: AIOKafkaProducer, topic: str, records: Sequence[Record]) -> None:

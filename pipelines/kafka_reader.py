@@ -245,6 +245,9 @@ class KafkaReader:
                 break
             except KafkaError as error:
                 self.last_error = f"DLQ: {type(error).__name__}: {error}"
+                if self._dlq is producer:  # a fresh producer id (see kafka_producer.Publisher._discard)
+                    self._dlq = None
+                    await _stop_quietly(producer, 2.0)
                 await asyncio.sleep(RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)])
                 attempt += 1
         self.dlq[reason] = self.dlq.get(reason, 0) + 1
@@ -280,13 +283,12 @@ class KafkaReader:
     async def _seek_to_window(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
         """Start at the records of the last context window: a restarted reader gets its context back."""
         since = _now() - self.settings.context_window_seconds - self.settings.context_wait_seconds - 60
+        ends = await consumer.end_offsets(partitions)  # taken first: nothing written after it is skipped
         found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in partitions})
         for tp in partitions:
             where = found.get(tp)
-            if where is None:
-                await consumer.seek_to_end(tp)
-            else:
-                consumer.seek(tp, where.offset)
+            consumer.seek(tp, ends[tp] if where is None else min(where.offset, ends[tp]))
+            self._log_positions[tp.partition] = ends[tp] if where is None else where.offset
 
     async def _run_logs(self) -> None:
         consumer = self._logs = await self._start_logs_consumer()
@@ -392,12 +394,32 @@ class KafkaReader:
             progress.finish(record.offset)
 
     async def _wait_for_context(self, alert: Alert) -> None:
-        """Give the logs written just after the alert ``context_wait_seconds`` to arrive."""
+        """Give the logs written just after the alert ``context_wait_seconds`` to arrive.
+
+        Then, for at most as long again (and at least a second), wait until the log consumer
+        has read up to the end of ``rca.logs`` as last fetched, so that lines published
+        before the alert are in the buffers even when the alert is read first.
+        """
         if alert.status != "firing":
             return
-        delay = alert.timestamp.timestamp() + self.settings.context_wait_seconds - _now()
+        wait = self.settings.context_wait_seconds
+        delay = alert.timestamp.timestamp() + wait - _now()
         if delay > 0:
-            await asyncio.sleep(min(delay, self.settings.context_wait_seconds))
+            await asyncio.sleep(min(delay, wait))
+        deadline = _now() + max(wait, 1.0)
+        while self._logs_behind() and _now() < deadline:
+            await asyncio.sleep(0.05)
+
+    def _logs_behind(self) -> bool:
+        consumer = self._logs
+        if consumer is None or not self._log_positions:
+            return True
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            position = self._log_positions.get(tp.partition)
+            if end is None or position is None or position < end:
+                return True
+        return False
 
     def context_logs(self, alert: Alert) -> list[dict[str, Any]]:
         """Every service's log events from INCIDENT_CONTEXT_WINDOW before the alert to the wait after it."""

@@ -1,0 +1,221 @@
+"""The Kafka reader against a real broker, with a plain idempotent callback in place of the app.
+
+What is checked: alerts become incidents with the logs of their window; poison messages go
+to the DLQ with their reason and the next good message is processed; a slow pipeline pauses
+consumption instead of buffering; a failing pipeline is retried and nothing is committed
+past an unstored alert; a broker restart while alerts flow ends with exactly one incident
+per alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from pipelines.kafka_producer import AlertPublisher, KafkaUnavailable, LogPublisher, Publisher
+from pipelines.kafka_reader import KafkaReader
+from pipelines.kafka_topics import TopicNames
+from pipelines.schemas import Alert
+from tests.integration.kafka_support import (  # noqa: F401 - fixtures
+    Broker,
+    eventually,
+    isolated_settings,
+    kafka_bootstrap,
+    private_broker,
+    read_topic,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+class IncidentBook:
+    """Stands in for the app: incidents idempotent by fingerprint and start time, like the store."""
+
+    def __init__(self) -> None:
+        self.incidents: dict[tuple[str, str], dict[str, Any]] = {}
+        self.calls = 0
+        self.fail_next = 0
+        self.gate: asyncio.Event | None = None
+        self.running = 0
+        self.max_running = 0
+
+    async def process(self, alert: dict[str, Any], logs: list[dict[str, Any]]) -> dict[str, Any]:
+        self.calls += 1
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                raise ConnectionError("database unavailable")
+            key = (alert["fingerprint"], alert["timestamp"])
+            created = key not in self.incidents
+            if created:
+                self.incidents[key] = {"alert": alert, "logs": logs, "id": f"inc-{len(self.incidents)}"}
+            return {"incident_id": self.incidents[key]["id"], "created": created, "analyzed": created, "status": "open"}
+        finally:
+            self.running -= 1
+
+    def fingerprints(self) -> set[str]:
+        return {fingerprint for fingerprint, _ in self.incidents}
+
+
+def alert(index: int, at: datetime | None = None, service: str = "checkout") -> Alert:
+    return Alert(
+        name="HighErrorRate",
+        severity="critical",
+        timestamp=at or datetime.now(timezone.utc),
+        labels={"service": service, "alertname": "HighErrorRate"},
+        fingerprint=f"fp-{index:05d}",
+    )
+
+
+async def test_alerts_become_incidents_with_the_logs_of_their_window(kafka_bootstrap: str) -> None:
+    settings = isolated_settings(kafka_bootstrap, context_window_seconds=60, context_wait_seconds=1.0)
+    topics = TopicNames.from_settings(settings)
+    book = IncidentBook()
+    reader = KafkaReader(settings, process=book.process)
+    logs, alerts = LogPublisher(kafka_bootstrap, topics=topics), AlertPublisher(kafka_bootstrap, topics=topics)
+    await reader.start()
+    try:
+        fired = datetime.now(timezone.utc)
+        await logs.publish(
+            [{"message": "db pool exhausted", "service": "db", "level": "ERROR",
+              "timestamp": (fired - timedelta(seconds=10)).isoformat()},
+             {"message": "GET /cart 500", "service": "checkout", "timestamp": (fired - timedelta(seconds=5)).isoformat()},
+             {"message": "too old to matter", "service": "db", "timestamp": (fired - timedelta(seconds=600)).isoformat()}]
+        )
+        await alerts.publish([alert(1, fired)])
+        await eventually(lambda: len(book.incidents) == 1, "the alert stored as an incident")
+        (incident,) = book.incidents.values()
+        assert incident["alert"]["name"] == "HighErrorRate"
+        assert sorted(event["message"] for event in incident["logs"]) == ["GET /cart 500", "db pool exhausted"]
+        await eventually(lambda: reader.counts["alerts_processed"] == 1, "processed counted")
+        assert (await reader.logs_for("db", fired.timestamp() - 700, fired.timestamp()))[0]["message"] == "too old to matter"
+    finally:
+        await reader.stop()
+        await logs.stop()
+        await alerts.stop()
+
+
+async def test_poison_messages_go_to_the_dlq_and_the_next_good_message_is_processed(kafka_bootstrap: str) -> None:
+    settings = isolated_settings(kafka_bootstrap, context_wait_seconds=0.0)
+    topics = TopicNames.from_settings(settings)
+    book = IncidentBook()
+    reader = KafkaReader(settings, process=book.process)
+    raw = Publisher(kafka_bootstrap, topics=topics)
+    await reader.start()
+    try:
+        await raw.publish_records(topics.alerts, [(b"same", b"\xff\x00 not json"), (b"same", b'{"name": "no time"}')])
+        await raw.publish_records(topics.alerts, [(b"same", alert(7).model_dump_json().encode())])
+        await raw.publish_records(topics.logs, [(b"svc", b"[1, 2, 3]"), (b"svc", b'{"message": "fine", "service": "svc"}')])
+        await eventually(lambda: book.fingerprints() == {"fp-00007"}, "the good alert after the poison ones")
+        dead = await read_topic(kafka_bootstrap, topics.dlq, expected=3)
+        reasons = sorted(dict(record.headers)["rca-dlq-reason"].decode() for record in dead)
+        assert reasons == ["invalid", "invalid", "undecodable"]
+        assert {record.value for record in dead} == {b"\xff\x00 not json", b'{"name": "no time"}', b"[1, 2, 3]"}
+        assert all(dict(record.headers)["rca-dlq-detail"] for record in dead)
+        await eventually(lambda: reader.buffers.stats().events == 1, "the good log event buffered")
+        stats = await reader.stats()
+        assert stats["dlq"] == {"undecodable": 1, "invalid": 2}
+        assert stats["state"] == "running"
+    finally:
+        await reader.stop()
+        await raw.stop()
+
+
+async def test_a_slow_pipeline_pauses_consumption_instead_of_buffering(kafka_bootstrap: str) -> None:
+    settings = isolated_settings(kafka_bootstrap, context_wait_seconds=0.0, max_inflight_analyses=2)
+    topics = TopicNames.from_settings(settings)
+    book = IncidentBook()
+    book.gate = asyncio.Event()
+    reader = KafkaReader(settings, process=book.process, max_pending=5)
+    alerts = AlertPublisher(kafka_bootstrap, topics=topics)
+    await reader.start()
+    try:
+        await alerts.publish([alert(i) for i in range(40)])
+        await eventually(lambda: reader.state == "paused", "consumption paused")
+        stats = await reader.stats()
+        assert stats["in_flight"] == 5
+        assert stats["alerts_consumed"] == 5
+        await eventually(lambda: book.running == 2, "two analyses running (max_inflight_analyses)")
+        assert reader.counts["alerts_consumed"] == 5
+        book.gate.set()
+        await eventually(lambda: len(book.incidents) == 40, "every alert stored once the pipeline catches up")
+        assert book.max_running <= 2
+        assert reader.counts["pauses"] >= 1
+    finally:
+        await reader.stop()
+        await alerts.stop()
+
+
+async def test_failures_are_retried_and_uncommitted_alerts_are_redelivered(kafka_bootstrap: str) -> None:
+    settings = isolated_settings(kafka_bootstrap, context_wait_seconds=0.0)
+    topics = TopicNames.from_settings(settings)
+    book = IncidentBook()
+    book.fail_next = 2
+    alerts = AlertPublisher(kafka_bootstrap, topics=topics)
+    first = KafkaReader(settings, process=book.process)
+    await first.start()
+    try:
+        await alerts.publish([alert(1)])
+        await eventually(lambda: len(book.incidents) == 1, "stored after the database came back")
+        assert first.counts["process_retries"] == 2
+        book.gate = asyncio.Event()  # the next alerts hang: the reader dies before storing them
+        await alerts.publish([alert(i) for i in range(2, 12)])
+        await eventually(lambda: first.counts["alerts_consumed"] == 11, "the hanging alerts taken")
+    finally:
+        await first.stop()
+    book.gate = None
+    second = KafkaReader(settings, process=book.process)
+    await second.start()
+    try:
+        await eventually(lambda: len(book.incidents) == 11, "the unstored alerts redelivered to the next reader")
+        assert book.fingerprints() == {f"fp-{i:05d}" for i in range(1, 12)}
+    finally:
+        await second.stop()
+        await alerts.stop()
+
+
+async def test_broker_restart_while_alerts_flow_ends_with_one_incident_per_alert(private_broker: Broker) -> None:
+    bootstrap = private_broker.bootstrap
+    settings = isolated_settings(bootstrap, context_wait_seconds=0.0)
+    topics = TopicNames.from_settings(settings)
+    book = IncidentBook()
+    reader = KafkaReader(settings, process=book.process)
+    publisher = AlertPublisher(bootstrap, topics=topics, timeout_seconds=3.0)
+    total = 300
+    refused = 0
+    fired = [alert(index) for index in range(total)]
+
+    async def alertmanager() -> None:
+        """Sends each alert until it is accepted, as Alertmanager retries a webhook that got a 503."""
+        nonlocal refused
+        for index in range(total):
+            while True:
+                try:
+                    await publisher.publish([fired[index]])
+                    break
+                except KafkaUnavailable:
+                    refused += 1
+                    await asyncio.sleep(0.5)
+            await asyncio.sleep(0.01)
+
+    await reader.start()
+    try:
+        sending = asyncio.create_task(alertmanager())
+        await eventually(lambda: len(book.incidents) >= 50, "alerts flowing before the restart")
+        await asyncio.to_thread(private_broker.stop)
+        await asyncio.sleep(2)
+        await asyncio.to_thread(private_broker.start)
+        await asyncio.wait_for(sending, 300)
+        await eventually(lambda: len(book.incidents) == total, "every alert stored after the restart", within=180)
+        assert book.fingerprints() == {f"fp-{i:05d}" for i in range(total)}
+        assert len(book.incidents) == total  # redeliveries found their incident: none twice
+    finally:
+        await reader.stop()
+        await publisher.stop()
