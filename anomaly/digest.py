@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ import polars as pl
 
 from anomaly.masking import mask_series
 from anomaly.records import LogRecord
+from anomaly.mining import tokenize
 from anomaly.templates import assign_templates
 
 MAX_SAMPLES = 3
@@ -46,6 +48,22 @@ class TemplateStats:
     services: dict[str, int]
     exception_types: dict[str, int]
     is_error: bool
+
+
+_PLACEHOLDER = re.compile(r"<[A-Z*]+>")
+
+
+@lru_cache(maxsize=65_536)
+def _token_pattern(template_token: str) -> re.Pattern[str]:
+    return re.compile(".*".join(re.escape(p) for p in _PLACEHOLDER.split(template_token)), re.S)
+
+
+def _matches(template_tokens: list[str], tokens: list[str]) -> bool:
+    """Does a masked message fit a template, token by token (a placeholder matches any text)?"""
+    return len(template_tokens) == len(tokens) and all(
+        t == s or ("<" in t and _token_pattern(t).fullmatch(s) is not None)
+        for t, s in zip(template_tokens, tokens)
+    )
 
 
 _SHAPES_SCHEMA = {"shape": pl.String, "count": pl.Int64, "first": pl.Float64, "last": pl.Float64,
@@ -271,6 +289,37 @@ class Digest:
         for shape, b, n in self._table("buckets").iter_rows():
             out.setdefault(shape, {})[b] = n
         return out
+
+    def counts_of(self, other: Digest) -> tuple[dict[str, int], dict[float, dict[str, int]]]:
+        """``other``'s lines counted against *this* digest's templates, in total and per bucket.
+
+        Template ids are only comparable within one digest (mining depends on the set
+        of shapes), so a baseline is read through the window's templates: a shape seen
+        in both goes to its window template; any other shape to the window template
+        whose text matches it token by token; what matches none is keyed
+        ``"baseline:" + its own template id``.
+        """
+        by_len: dict[int, list[tuple[str, list[str]]]] = {}
+        for tid, t in self.templates.items():
+            toks = tokenize(t.text)
+            by_len.setdefault(len(toks), []).append((tid, toks))
+        mine = self._assignment()
+        counts: dict[str, int] = {}
+        buckets: dict[float, dict[str, int]] = {}
+        other_buckets = other.shape_bucket_counts()
+        for shape, count in other.shape_counts().items():
+            if shape in mine:
+                tid = mine[shape][0]
+            else:
+                toks = tokenize(shape)
+                tid = next((t for t, tt in by_len.get(len(toks), ()) if _matches(tt, toks)), None)
+                if tid is None:
+                    tid = "baseline:" + other.template_of_shape(shape)
+            counts[tid] = counts.get(tid, 0) + count
+            for b, n in other_buckets.get(shape, {}).items():
+                row = buckets.setdefault(b, {})
+                row[tid] = row.get(tid, 0) + n
+        return counts, dict(sorted(buckets.items()))
 
     def template_counts_by_service(self) -> dict[str, dict[str, int]]:
         """service -> template_id -> count."""

@@ -7,7 +7,9 @@ Only the digest (distinct shapes) stays in memory, so input size is unbounded.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from anomaly.digest import Digest
 from anomaly.intake import parse_frame
@@ -54,9 +56,29 @@ def run_engine(
     service: str | None = None,
     bucket_seconds: float = 60.0,
     batch_lines: int = BATCH_LINES,
+    threads: int = 2,
 ) -> Digest:
-    """Digest any number of raw lines in bounded memory (one process)."""
+    """Digest any number of raw lines in bounded memory, in one process.
+
+    Batches run on ``threads`` worker threads (the polars kernels release the GIL,
+    so two batches in flight keep both cores busy); at most ``threads + 1`` batches
+    are held at once, so memory stays bounded whatever the input size.
+    """
     total = Digest(bucket_seconds=bucket_seconds)
-    for batch in batches(lines, batch_lines):
-        total.absorb(digest_lines(batch, service=service, bucket_seconds=bucket_seconds))
+
+    def work(batch: list[str | bytes]) -> Digest:
+        return digest_lines(batch, service=service, bucket_seconds=bucket_seconds)
+
+    if threads <= 1:
+        for batch in batches(lines, batch_lines):
+            total.absorb(work(batch))
+        return total
+    in_flight: deque[Future[Digest]] = deque()
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rca-engine") as pool:
+        for batch in batches(lines, batch_lines):
+            in_flight.append(pool.submit(work, batch))
+            if len(in_flight) > threads:
+                total.absorb(in_flight.popleft().result())
+        while in_flight:
+            total.absorb(in_flight.popleft().result())
     return total

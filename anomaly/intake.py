@@ -51,6 +51,16 @@ class Intake:
     dropped: dict[str, int] = field(default_factory=dict)
 
 
+def _to_series(lines: Iterable[str | bytes], max_line_bytes: int, dropped: dict[str, int]) -> pl.Series:
+    """Lines as a string Series; bytes are decoded (and counted) only when present."""
+    if not isinstance(lines, list):
+        lines = list(lines)
+    try:
+        return pl.Series("text", lines, dtype=pl.String)  # all str: no Python loop
+    except (TypeError, pl.exceptions.PolarsError):
+        return pl.Series("text", _decode(lines, max_line_bytes, dropped), dtype=pl.String)
+
+
 def _decode(lines: Iterable[str | bytes], max_line_bytes: int, dropped: dict[str, int]) -> list[str]:
     out: list[str] = []
     append = out.append
@@ -105,16 +115,49 @@ def _on_rows(df: pl.DataFrame, where: pl.Expr, fn) -> pl.DataFrame:
     return pl.concat([df.filter(~hit), fn(df.filter(hit))], how="vertical_relaxed").sort("row")
 
 
+_NESTED = ("kubernetes", "resource", "fields")
+_JSON_SCHEMA = pl.Struct(
+    {k: pl.String for keys in _JSON_KEYS.values() for k in keys if "." not in k}
+    | {n: pl.Struct({k: pl.String for k in ("pod_name", "container_name", "pod", "container", "service")})
+       for n in _NESTED}
+)
+
+
+def _json_decoded(df: pl.DataFrame) -> pl.DataFrame | None:
+    """All fields in one JSON-decoder pass, or None when a row does not fit the schema."""
+    try:
+        dec = df.select(pl.col("text").str.json_decode(_JSON_SCHEMA).alias("j")).to_series().struct.unnest()
+    except pl.exceptions.PolarsError:
+        return None
+
+    def first(keys: tuple[str, ...], nested: tuple[str, ...] = ()) -> pl.Expr:
+        cols = [pl.col(k) for k in keys if "." not in k]
+        cols += [pl.col(n).struct.field(f) for n in _NESTED for f in nested]
+        return pl.coalesce(cols)
+
+    fields = dec.select(
+        first(_JSON_KEYS["log"]).alias("j_log"),
+        first(_JSON_KEYS["message"]).alias("j_msg"),
+        first(_JSON_KEYS["level"]).alias("j_level"),
+        first(_JSON_KEYS["time"]).alias("j_time"),
+        first(_JSON_KEYS["service"], ("container_name", "container", "service")).alias("j_service"),
+        first(_JSON_KEYS["pod"], ("pod_name", "pod")).alias("j_pod"),
+    )
+    return pl.concat([df, fields], how="horizontal")
+
+
 def _parse_json_rows(df: pl.DataFrame) -> pl.DataFrame:
     """Fill message/level/time/service/pod from JSON objects; docker's ``log`` is unwrapped."""
-    js = df.with_columns(
-        _json_field(_JSON_KEYS["log"], unescape=True).alias("j_log"),
-        _json_field(_JSON_KEYS["message"], unescape=True).alias("j_msg"),
-        _json_field(_JSON_KEYS["level"]).alias("j_level"),
-        _json_field(_JSON_KEYS["time"], numbers=True).alias("j_time"),
-        _json_field(_JSON_KEYS["service"]).alias("j_service"),
-        _json_field(_JSON_KEYS["pod"]).alias("j_pod"),
-    )
+    js = _json_decoded(df)
+    if js is None:  # malformed or oddly typed rows: the per-field regex path copes with them
+        js = df.with_columns(
+            _json_field(_JSON_KEYS["log"], unescape=True).alias("j_log"),
+            _json_field(_JSON_KEYS["message"], unescape=True).alias("j_msg"),
+            _json_field(_JSON_KEYS["level"]).alias("j_level"),
+            _json_field(_JSON_KEYS["time"], numbers=True).alias("j_time"),
+            _json_field(_JSON_KEYS["service"]).alias("j_service"),
+            _json_field(_JSON_KEYS["pod"]).alias("j_pod"),
+        )
     return js.with_columns(
         # docker wrapper: the inner text is parsed again as a line of its own
         pl.when(pl.col("j_log").is_not_null()).then(pl.col("j_log").str.strip_chars_end("\r\n"))
@@ -130,18 +173,21 @@ def _parse_json_rows(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def _logfmt_value(key_alt: str) -> pl.Expr:
-    pat = rf'(?:^|\s)(?:{key_alt})=(?:"((?:[^"\\]|\\.)*)"|(\S*))'
-    t = pl.col("text")
-    return pl.coalesce(t.str.extract(pat, 1), t.str.extract(pat, 2))
+    """Value of the first of ``key_alt`` keys: one regex pass, then quotes undone."""
+    pat = rf'\b(?:{key_alt})=("(?:[^"\\]|\\.)*"|\S*)'
+    raw = pl.col("text").str.extract(pat, 1)
+    quoted = raw.str.starts_with('"')
+    unquoted = raw.str.slice(1, raw.str.len_chars() - 2).str.replace_all('\\"', '"', literal=True)
+    return pl.when(quoted).then(unquoted).otherwise(raw)
 
 
 def _parse_logfmt_rows(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(
         pl.coalesce(_logfmt_value("msg|message"), pl.col("text")).alias("text"),
-        pl.coalesce("level", _logfmt_value("level|lvl|severity")).alias("level"),
-        pl.coalesce("time", _logfmt_value("ts|time|timestamp")).alias("time"),
-        pl.coalesce("service", _logfmt_value("service|app|svc")).alias("service"),
-        pl.coalesce("pod", _logfmt_value("pod|host")).alias("pod"),
+        pl.coalesce("level", pl.col("text").str.extract(r"\b(?:level|lvl|severity)=\"?(\w+)", 1)).alias("level"),
+        pl.coalesce("time", pl.col("text").str.extract(r"\b(?:ts|time|timestamp)=\"?([^\s\"]+)", 1)).alias("time"),
+        pl.coalesce("service", pl.col("text").str.extract(r"\b(?:service|app|svc)=\"?([^\s\"]+)", 1)).alias("service"),
+        pl.coalesce("pod", pl.col("text").str.extract(r"\b(?:pod|host)=\"?([^\s\"]+)", 1)).alias("pod"),
         pl.lit(True).alias("structured"),
     )
 
@@ -179,9 +225,9 @@ def _with_timestamp(df: pl.DataFrame, source: str) -> pl.DataFrame:
     col = pl.col(source).str.strip_chars()
     head = col.str.slice(0, 19).str.replace(" ", "T", literal=True)
     base = head.str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False, time_unit="ms").dt.epoch("ms") / 1000.0
-    tail = col.str.slice(19)
-    frac = ("0." + tail.str.extract(r"^[.,](\d{1,9})", 1)).cast(pl.Float64, strict=False).fill_null(0.0)
-    tz = tail.str.extract(r"([+-]\d{2}:?\d{2})$", 1)
+    tail = pl.col("_tail")
+    frac = ("0." + tail.struct.field("f")).cast(pl.Float64, strict=False).fill_null(0.0)
+    tz = tail.struct.field("tz")
     sign = pl.when(tz.str.starts_with("-")).then(-1.0).otherwise(1.0)
     hh = tz.str.slice(1, 2).cast(pl.Float64, strict=False)
     mm = tz.str.replace(":", "", literal=True).str.slice(3, 2).cast(pl.Float64, strict=False)
@@ -191,7 +237,10 @@ def _with_timestamp(df: pl.DataFrame, source: str) -> pl.DataFrame:
         pl.when(num > 1e17).then(num / 1e9).when(num > 1e14).then(num / 1e6)
         .when(num > 1e11).then(num / 1e3).when(num > 1e8).then(num).otherwise(None)
     )
-    return df.with_columns(pl.coalesce(epoch, base + frac - offset).alias("timestamp"))
+    df = df.with_columns(
+        col.str.slice(19).str.extract_groups(r"^(?:[.,](?P<f>\d{1,9}))?\s?(?P<tz>[+-]\d{2}:?\d{2})?").alias("_tail")
+    )
+    return df.with_columns(pl.coalesce(epoch, base + frac - offset).alias("timestamp")).drop("_tail")
 
 
 def parse_frame(
@@ -199,10 +248,10 @@ def parse_frame(
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Vectorized intake: a frame of ``message, timestamp, level, service, pod`` and drop counts."""
     dropped: dict[str, int] = {}
-    texts = _decode(lines, max_line_bytes, dropped)
-    df = pl.DataFrame({"text": pl.Series(texts, dtype=pl.String)}).with_row_index("row")
+    df = _to_series(lines, max_line_bytes, dropped).to_frame().with_row_index("row")
     t = pl.col("text")
-    df = df.with_columns(t.str.strip_chars_end("\r\n"))
+    if df.select(t.str.ends_with("\n").any() | t.str.ends_with("\r").any()).item():
+        df = df.with_columns(t.str.strip_chars_end("\r\n"))
     over = int(df.select((t.str.len_bytes() > max_line_bytes).sum()).item())
     if over:
         dropped["oversized"] = dropped.get("oversized", 0) + over

@@ -22,7 +22,6 @@ import numpy as np
 from sklearn.ensemble import IsolationForest
 
 from anomaly.digest import Digest, TemplateStats
-from anomaly.mining import tokenize
 
 MetricFrame = dict[tuple[str, str], list[tuple[float, float]]]
 
@@ -30,7 +29,6 @@ MetricFrame = dict[tuple[str, str], list[tuple[float, float]]]
 FLAG_THRESHOLD = 0.6
 #: at most this many templates are flagged (a summary must name each of them)
 MAX_FLAGGED_TEMPLATES = 6
-_PLACEHOLDER = "<"
 
 
 @dataclass
@@ -81,36 +79,6 @@ def _if_scores(fit_rows: np.ndarray, score_rows: np.ndarray, random_state: int) 
         return np.zeros(len(score_rows))
     forest = _forest(len(fit_rows), random_state).fit(fit_rows)
     return np.clip(-forest.score_samples(score_rows), 0.0, 1.0)
-
-
-def _matches(template_tokens: list[str], tokens: list[str]) -> bool:
-    return len(template_tokens) == len(tokens) and all(
-        t == s or t.startswith(_PLACEHOLDER) and t.endswith(">") for t, s in zip(template_tokens, tokens)
-    )
-
-
-def _baseline_counts(window: Digest, baseline: Digest) -> tuple[dict[str, int], dict[float, dict[str, int]]]:
-    """Baseline lines counted against the window's templates (shape match, else pattern match)."""
-    by_len: dict[int, list[tuple[str, list[str]]]] = defaultdict(list)
-    for tid, t in window.templates.items():
-        toks = tokenize(t.text)
-        by_len[len(toks)].append((tid, toks))
-    counts: dict[str, int] = defaultdict(int)
-    buckets: dict[float, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    window_shapes = window.shape_counts()
-    base_buckets = baseline.shape_bucket_counts()
-    for shape, count in baseline.shape_counts().items():
-        if shape in window_shapes:
-            tid = window.template_of_shape(shape)
-        else:
-            toks = tokenize(shape)
-            tid = next((t for t, tt in by_len.get(len(toks), ()) if _matches(tt, toks)), None)
-            if tid is None:
-                tid = "baseline:" + baseline.template_of_shape(shape)
-        counts[tid] += count
-        for b, n in base_buckets.get(shape, {}).items():
-            buckets[b][tid] += n
-    return dict(counts), {b: dict(v) for b, v in sorted(buckets.items())}
 
 
 def _surprise(observed: float, expected: float) -> float:
@@ -170,7 +138,7 @@ def _score_buckets(
     wx = matrix(wb)
     fit = wx
     if baseline is not None:
-        _, bb = _baseline_counts(window, baseline)
+        _, bb = window.counts_of(baseline)
         if len(bb) >= 4:
             fit = matrix(bb)
     scores = _if_scores(fit, wx, random_state)
@@ -202,7 +170,7 @@ def _score_templates(
         for t, n in counts.items():
             per_bucket[t].append(n)
     if baseline is not None:
-        base_counts, _ = _baseline_counts(window, baseline)
+        base_counts, _ = window.counts_of(baseline)
         span_b = _span_buckets(baseline)
     else:
         base_counts, span_b = {}, 1

@@ -132,3 +132,14 @@ def test_run_engine_batches_match_one_batch():
     one = run_engine(lines, batch_lines=10_000)
     many = run_engine(lines, batch_lines=500)
     assert _fingerprint(one) == _fingerprint(many)
+
+
+def test_baseline_lines_are_counted_against_the_window_templates():
+    window = Digest.from_records([LogRecord(f"user {u} logged in") for u in "abcdefgh"] + [LogRecord("disk full")])
+    baseline = Digest.from_records(
+        [LogRecord("user zed logged in"), LogRecord("user amy logged in"), LogRecord("cpu hot")]
+    )
+    counts, _ = window.counts_of(baseline)
+    login = next(t for t in window.templates.values() if t.text == "user <*> logged in")
+    assert counts[login.template_id] == 2
+    assert [k for k in counts if k.startswith("baseline:")] and sum(counts.values()) == 3
