@@ -40,25 +40,25 @@ def _baseline_counts(baseline: Digest | None) -> dict[tuple[str, str], int]:
     return counts
 
 
-def _stems(service: str) -> set[str]:
-    """Ways a caller may write a service's name: ``ts-price-service`` -> {ts-price-service, price}."""
+def _mentions(service: str) -> list[re.Pattern[str]]:
+    """How a caller names a service: its full name, or its core word followed by service/svc/api.
+
+    ``ts-price-service`` -> ``ts-price-service``, ``price service``, ``price-service``, ``priceservice``.
+    A bare word (``order``) is too common in messages to count.
+    """
     words = [w for w in re.split(r"[-_.]", service.lower()) if w]
     core = [w for w in words if not _SERVICE_WORDS.search(w) and len(w) > 2]
-    stems = {service.lower()}
-    if len(core) == 1 or (len(core) == 2 and len(core[0]) <= 3):
-        stems.add(core[-1])
-    return stems
+    patterns = [re.compile(r"(?<![a-z0-9-])" + re.escape(service.lower()) + r"(?![a-z0-9-])")]
+    if core:
+        stem = r"[-_ ]?".join(re.escape(w) for w in core[-2:] if w)
+        patterns.append(re.compile(r"(?<![a-z0-9])" + stem + r"[-_ ]?(?:service|svc|api|server)\b"))
+    return patterns
 
 
 def named_services(t: TemplateStats, known: set[str]) -> set[str]:
     """Known services named in the text of a template (the callee a caller complains about)."""
     text = " ".join([t.text, *t.samples[:2]]).lower()
-    tokens = set(_TOKEN.findall(text)) | set(re.findall(r"[a-z]+", text))
-    named = set()
-    for service in known:
-        if _stems(service) & tokens:
-            named.add(service)
-    return named
+    return {service for service in known if any(p.search(text) for p in _mentions(service))}
 
 
 def onset_factors(digest: Digest, alert_ts: float) -> dict[str, float]:

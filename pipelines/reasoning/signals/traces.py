@@ -22,7 +22,8 @@ from pipelines.schemas import Category, Span
 MIN_EDGE_SAMPLES = 3
 MIN_EDGE_GROWTH = 1.5  # window/baseline ratio of the edge gap that counts as slower
 MIN_SELF_GROWTH = 1.5
-SMOOTH_MS = 1.0  # keeps ratios of sub-millisecond gaps from exploding
+SMOOTH_MS = 1.0
+CALLEE_PRIOR = 0.25  # a slow edge with no other clue is blamed mostly on the callee  # keeps ratios of sub-millisecond gaps from exploding
 
 
 def _index(spans: list[Span]) -> tuple[dict[str, Span], dict[str, list[Span]]]:
@@ -78,33 +79,46 @@ class TraceSignal:
 
     def _edges(self, evidence: Evidence) -> list[Finding]:
         window, baseline = edge_gaps(evidence.spans), edge_gaps(evidence.baseline_spans)
-        per_service: dict[str, list[tuple[float, tuple[str, str], float, float]]] = defaultdict(list)
+        growth: dict[tuple[str, str], float] = {}
         for edge, gaps in window.items():
-            growth = _growth(gaps, baseline.get(edge, []))
-            if growth is None:
-                continue
-            row = (math.log(max(growth, 1.0)), edge, median(baseline[edge]), median(gaps))
+            g = _growth(gaps, baseline.get(edge, []))
+            if g is not None:
+                growth[edge] = g
+        edges_of: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for edge in growth:
             for service in edge:
-                per_service[service].append(row)
+                edges_of[service].append(edge)
+        slow = {e for e, g in growth.items() if g >= MIN_EDGE_GROWTH}
+
+        def slow_share(service: str) -> float:
+            mine = edges_of[service]
+            return sum(1 for e in mine if e in slow) / len(mine) if mine else 0.0
+
+        score: dict[str, float] = defaultdict(float)
+        worst: dict[str, tuple[float, tuple[str, str]]] = {}
+        for edge in slow:
+            caller, callee = edge
+            weight = math.log(growth[edge])
+            # the endpoint whose other edges are slow too is the cause; alone, the callee is
+            f_caller, f_callee = slow_share(caller), slow_share(callee) + CALLEE_PRIOR
+            for service, share in ((caller, f_caller / (f_caller + f_callee)), (callee, f_callee / (f_caller + f_callee))):
+                score[service] += weight * share
+                if service not in worst or worst[service][0] < weight:
+                    worst[service] = (weight, edge)
         out = []
-        for service, rows in per_service.items():
-            slow = [r for r in rows if r[0] >= math.log(MIN_EDGE_GROWTH)]
-            if not slow:
-                continue
-            mean_log = sum(r[0] for r in rows) / len(rows)
-            share = len(slow) / len(rows)
-            strength = saturate(mean_log, 1.5) * (0.5 + 0.5 * share) * (1.0 if len(rows) > 1 else 0.7)
-            worst = max(slow, key=lambda r: r[0])
+        for service, value in score.items():
+            _, edge = worst[service]
+            n_slow = sum(1 for e in edges_of[service] if e in slow)
             out.append(
                 Finding(
                     service=service,
                     signal=self.name,
                     fault_type="network_delay",
                     category=Category.network,
-                    strength=round(strength, 4),
+                    strength=round(saturate(value, 3.0), 4),
                     evidence=(
-                        f"{len(slow)} of {len(rows)} call edges of {service} slower; worst {worst[1][0]} -> {worst[1][1]}: "
-                        f"median gap {worst[2]:.1f} ms -> {worst[3]:.1f} ms"
+                        f"{n_slow} of {len(edges_of[service])} call edges of {service} slower; worst {edge[0]} -> {edge[1]}: "
+                        f"median gap {median(baseline[edge]):.1f} ms -> {median(window[edge]):.1f} ms"
                     ),
                 )
             )
