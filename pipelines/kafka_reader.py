@@ -267,6 +267,7 @@ class KafkaReader:
                 bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                 client_id=f"{self.client_id}-logs", fetch_max_bytes=16 * 1024 * 1024,
                 max_partition_fetch_bytes=4 * 1024 * 1024,
+                check_crcs=False,  # the hot path: the broker checked them on produce (~10% of consume time)
             )
             try:
                 await consumer.start()
@@ -292,20 +293,13 @@ class KafkaReader:
 
     async def _run_logs(self) -> None:
         consumer = self._logs = await self._start_logs_consumer()
-        add = self.buffers.add
+        ingest = self.buffers.ingest
         positions = self._log_positions
         while not self._stopping:
             batches = await consumer.getmany(timeout_ms=200, max_records=LOGS_FETCH_RECORDS)
             consumed = 0
             for tp, records in batches.items():
-                bad = []
-                for record in records:
-                    try:
-                        service, moment = parse_log_event(record.value, record.timestamp / 1000.0, record.key)
-                    except InvalidLogEvent as error:
-                        bad.append((record, error))
-                        continue
-                    add(service, moment, record.value)
+                _, bad = ingest(records)
                 consumed += len(records)
                 if records:
                     positions[tp.partition] = records[-1].offset + 1

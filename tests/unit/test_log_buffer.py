@@ -197,3 +197,42 @@ def test_window_matches_a_brute_force_model(
     expected = sorted((t, s, v) for t, s, v in held if start <= t <= end)
     assert sorted(buffers.raw_window(start, end)) == expected
     assert [t for t, _, _ in buffers.raw_window(start, end)] == [t for t, _, _ in expected]
+
+
+class Record:
+    """What aiokafka gives the reader: value, key, timestamp in milliseconds."""
+
+    def __init__(self, value: bytes | None, key: bytes | None = None, timestamp: int = int(T0 * 1000)) -> None:
+        self.value, self.key, self.timestamp = value, key, timestamp
+
+
+def test_ingest_holds_good_events_and_returns_the_bad_with_reasons() -> None:
+    records = [
+        Record(raw("fast path", "api", at=T0 + 1)),
+        Record(raw("naive time", "api", at="2026-01-01T00:00:02")),
+        Record(raw("no service, keyed", service=None, at=T0 + 3), key=b"db"),
+        Record(raw("no time", "api", at=None), timestamp=int((T0 + 4) * 1000)),
+        Record(b"not json"),
+        Record(b'{"message": "m", "pod": 7}'),
+        Record(None),
+    ]
+    buffers = LogBuffers(max_bytes=10_000_000)
+    held, bad = buffers.ingest(records)
+    assert held == 4
+    assert [(record is records[i], error.reason) for i, (record, error) in zip((4, 5, 6), bad)] == [
+        (True, "undecodable"), (True, "invalid"), (True, "empty")]
+    window = buffers.window(T0, T0 + 10)
+    assert [(e["message"], e["service"]) for e in window] == [
+        ("fast path", "api"), ("naive time", "api"), ("no service, keyed", "db"), ("no time", "api")]
+    assert buffers.stats().events == 4
+
+
+def test_ingest_and_add_account_the_same() -> None:
+    values = [raw(f"line {i}", f"s{i % 4}", at=T0 + i) for i in range(3000)]
+    one, many = LogBuffers(max_bytes=300_000, block_events=50), LogBuffers(max_bytes=300_000, block_events=50)
+    for value in values:
+        service, moment = parse_log_event(value, 0.0)
+        one.add(service, moment, value)
+    many.ingest(Record(value) for value in values)
+    assert one.stats() == many.stats()
+    assert one.raw_window(T0, T0 + 5000) == many.raw_window(T0, T0 + 5000)
