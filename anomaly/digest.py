@@ -141,7 +141,7 @@ class Digest:
             pl.len().cast(pl.Int64).alias("count"),
             pl.col("timestamp").min().alias("first"),
             pl.col("timestamp").max().alias("last"),
-            pl.col("message").unique(maintain_order=True).head(MAX_SAMPLES).str.slice(0, MAX_SAMPLE_CHARS).alias("samples"),
+            pl.col("message").head(MAX_SAMPLES).str.slice(0, MAX_SAMPLE_CHARS).unique(maintain_order=True).alias("samples"),
         )
         for name, key in _SIDE.items():
             if name == "exceptions":

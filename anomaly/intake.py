@@ -105,14 +105,31 @@ def _json_field(keys: tuple[str, ...], *, numbers: bool = False, unescape: bool 
 
 
 def _on_rows(df: pl.DataFrame, where: pl.Expr, fn) -> pl.DataFrame:
-    """Apply ``fn`` to the rows matching ``where`` only (expensive regexes run on few rows)."""
+    """Apply ``fn`` to the rows matching ``where`` only (expensive regexes run on few rows).
+
+    The changed values are scattered back into the full columns, which keeps row
+    order without a sort and copies each column once.
+    """
     hit = df.select(where.fill_null(False)).to_series()
     n = int(hit.sum())
     if n == 0:
         return df
     if n == df.height:
         return fn(df)
-    return pl.concat([df.filter(~hit), fn(df.filter(hit))], how="vertical_relaxed").sort("row")
+    idx = hit.arg_true()
+    sub = fn(df.filter(hit))
+    columns = []
+    for name in sub.columns:
+        if name == "row":
+            continue
+        values = sub.get_column(name)
+        if name in df.columns:
+            base = df.get_column(name).clone()
+            values = values.cast(base.dtype, strict=False)
+        else:
+            base = pl.Series(name, [None], dtype=values.dtype).extend_constant(None, df.height - 1)
+        columns.append(base.scatter(idx, values))
+    return df.with_columns(columns)
 
 
 _NESTED = ("kubernetes", "resource", "fields")
@@ -281,6 +298,7 @@ def parse_frame(
     is_logfmt = ~pl.col("structured") & t.str.contains(r"^\s*[\w.@-]+=") & t.str.contains(r"(?:^|\s)(?:msg|message)=")
     df = _on_rows(df, is_logfmt, _parse_logfmt_rows)
     df = _on_rows(df, ~pl.col("structured"), _parse_plain_rows)
+    df = _join_continuations(df)  # from here on, one row per record
     df = _on_rows(
         df, pl.col("level").is_null(),
         lambda d: d.with_columns(t.str.slice(0, 120).str.extract(_LEVEL_WORD, 1).alias("level")),
@@ -289,7 +307,6 @@ def parse_frame(
         _normalize_level(pl.col("level")).alias("level"),
         pl.coalesce("service", pl.lit(service, dtype=pl.String)).alias("service"),
     )
-    df = _join_continuations(df)
     return df.select(pl.col("text").alias("message"), "timestamp", "level", "service", "pod"), dropped
 
 
