@@ -116,3 +116,21 @@ class OpenAIStandin(StandinServer):
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+
+def quoting_model(body: dict[str, Any]) -> dict[str, Any]:
+    """A 'model' that answers from the data block it was sent: the evidence reasoner's candidates,
+    each quoting an anomaly's evidence line of its service, as a grounded model would."""
+    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    nonce = user.split("<<<INCIDENT DATA ")[1].split(">>>")[0]
+    opening = f"\n<<<INCIDENT DATA {nonce}>>>\n"
+    data = json.loads(user[user.index(opening) + len(opening): user.index(f"\n<<<END OF INCIDENT DATA {nonce}>>>")])
+    candidates = data["candidate_causes"]
+    hypotheses = []
+    for h in candidates["hypotheses"][:3]:
+        quoted = [a["evidence"][0] for a in data.get("anomalies", []) if a.get("service") == h["service"] and a["evidence"]]
+        hypotheses.append({"cause": h["cause"], "confidence": h["confidence"], "evidence": quoted[:1] or h["evidence"][:1],
+                           "category": h["category"], "service": h["service"], "fault_type": h["fault_type"]})
+    return {"category": candidates["category"], "category_confidence": 0.8, "hypotheses": hypotheses,
+            "remediation": [{"action": "Restart the failing service", "command": None,
+                             "expected_outcome": "errors stop", "risk_level": "low"}]}
