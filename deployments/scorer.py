@@ -1,13 +1,34 @@
-"""AnomalyScorer deployment: IsolationForest scoring of a merged Digest (and metrics)."""
+"""AnomalyScorer deployment: IsolationForest scoring of a merged Digest (and metrics).
+
+One call per incident, so it scales with concurrent incidents, not with log volume; a tenth
+of a CPU reserves little on a small node (scikit-learn uses what is free when it runs).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from ray import serve
 
 from anomaly import AnomalyReport, Digest, MetricFrame, score_anomalies
 
+AUTOSCALING: dict[str, Any] = {
+    "min_replicas": 1,
+    "max_replicas": 3,
+    "target_ongoing_requests": 2,
+    "upscale_delay_s": 3,
+    "downscale_delay_s": 20,
+    "metrics_interval_s": 1,
+    "look_back_period_s": 5,
+}
 
-@serve.deployment(name="AnomalyScorer", num_replicas=1, ray_actor_options={"num_cpus": 0.25})
+
+@serve.deployment(
+    name="AnomalyScorer",
+    autoscaling_config=AUTOSCALING,
+    ray_actor_options={"num_cpus": 0.1},
+    max_ongoing_requests=4,
+)
 class AnomalyScorer:
     def score(
         self,

@@ -13,19 +13,45 @@ from ray import serve
 from ray.serve import Application
 
 from deployments.ingress import Ingress
+from deployments.reasoner import AUTOSCALING as REASONER_AUTOSCALING
 from deployments.reasoner import Reasoner
+from deployments.scorer import AUTOSCALING as SCORER_AUTOSCALING
 from deployments.scorer import AnomalyScorer
+from deployments.summarizer import AUTOSCALING as SUMMARIZER_AUTOSCALING
 from deployments.summarizer import Summarizer
 from pipelines.settings import Settings
 
 APP_NAME = "rca"
 
 
-def build_app(settings: Settings) -> Application:
-    """Bind the deployments into one application; the ingress holds handles to the stages."""
-    summarizer = Summarizer.options(num_replicas=settings.summarizer_replicas).bind(settings.max_line_bytes)
-    scorer = AnomalyScorer.bind()
-    reasoner = Reasoner.bind(settings)
+def summarizer_autoscaling(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """The Summarizer's autoscaling: its defaults, never fewer than ``RCA_SUMMARIZER_REPLICAS`` replicas.
+
+    The ingress cuts at least one chunk per configured replica, so the minimum follows that
+    setting; ``overrides`` (a benchmark, a test) replace single keys.
+    """
+    config = {**SUMMARIZER_AUTOSCALING, **overrides}
+    config["min_replicas"] = max(int(config["min_replicas"]), settings.summarizer_replicas)
+    config["max_replicas"] = max(int(config["max_replicas"]), config["min_replicas"])
+    return config
+
+
+def build_app(settings: Settings, *, autoscaling: dict[str, dict[str, Any]] | None = None) -> Application:
+    """Bind the deployments into one application; the ingress holds handles to the stages.
+
+    Every stage autoscales (``deployments/*.py`` hold the defaults); ``autoscaling`` replaces
+    keys of a deployment's ``autoscaling_config`` by deployment name, e.g.
+    ``{"Summarizer": {"max_replicas": 3}}``.
+    """
+    extra = autoscaling or {}
+    unknown = set(extra) - {"Summarizer", "AnomalyScorer", "Reasoner"}
+    if unknown:
+        raise ValueError(f"autoscaling: no deployment named {', '.join(sorted(unknown))}")
+    summarizer = Summarizer.options(
+        autoscaling_config=summarizer_autoscaling(settings, **extra.get("Summarizer", {}))
+    ).bind(settings.max_line_bytes)
+    scorer = AnomalyScorer.options(autoscaling_config={**SCORER_AUTOSCALING, **extra.get("AnomalyScorer", {})}).bind()
+    reasoner = Reasoner.options(autoscaling_config={**REASONER_AUTOSCALING, **extra.get("Reasoner", {})}).bind(settings)
     return Ingress.bind(settings, summarizer, scorer, reasoner)
 
 
