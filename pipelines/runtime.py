@@ -53,14 +53,21 @@ def start(
     settings = settings.model_copy(update={"database_url": database_url})
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     if not ray.is_initialized():
-        ray.init(
-            num_cpus=num_cpus or os.cpu_count() or 2,
-            include_dashboard=dashboard,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-            configure_logging=True,
-            _metrics_export_port=metrics_port,
-        )
+        address = os.environ.get("RAY_ADDRESS")
+        if address:
+            # join the cluster the operator named (e.g. a head started with `ray start`)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        else:
+            # "local": always a new instance, never a stale `ray start` cluster found in /tmp/ray
+            ray.init(
+                address="local",
+                num_cpus=num_cpus or os.cpu_count() or 2,
+                include_dashboard=dashboard,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                configure_logging=True,
+                _metrics_export_port=metrics_port,
+            )
     if http:
         serve.start(http_options={"host": settings.host, "port": settings.port})
     else:
