@@ -16,12 +16,19 @@ from anomaly.intake import parse_frame
 
 BATCH_LINES = 65_536
 _CONTINUATION_STARTS = (" ", "\t", "Caused by:", "...")
+_DOCKER_PREFIX = '{"log":'
+_DOCKER_CONTINUATION = ('"\\t', '" ', '"Caused by:')
 
 
 def _is_continuation(line: str | bytes) -> bool:
+    """A line that must stay with the one before it (plain or docker-wrapped trace line)."""
     if isinstance(line, (bytes, bytearray)):
-        return line[:1] in (b" ", b"\t") or line.startswith(b"Caused by:")
-    return isinstance(line, str) and line.startswith(_CONTINUATION_STARTS)
+        line = bytes(line[:64]).decode("utf-8", "replace")
+    if not isinstance(line, str):
+        return False
+    if line.startswith(_CONTINUATION_STARTS):
+        return True
+    return line.startswith(_DOCKER_PREFIX) and line[len(_DOCKER_PREFIX):].lstrip().startswith(_DOCKER_CONTINUATION)
 
 
 def batches(lines: Iterable[str | bytes], size: int = BATCH_LINES) -> Iterator[list[str | bytes]]:

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from anomaly.digest import Digest, TemplateStats
+from anomaly.digest import Digest
 
 MetricFrame = dict[tuple[str, str], list[tuple[float, float]]]
 

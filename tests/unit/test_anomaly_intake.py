@@ -85,3 +85,17 @@ def test_any_input_never_raises_and_every_line_is_accounted_for(lines):
     # records can only be fewer than kept lines when continuation lines were joined
     assert len(intake.records) <= len(lines) - dropped
     assert all(isinstance(r.message, str) and r.message.strip() for r in intake.records)
+
+
+def test_docker_wrapped_stack_trace_is_joined_and_never_split_across_batches():
+    from anomaly.engine import batches
+
+    def docker(text: str) -> str:
+        return json.dumps({"log": text + "\n", "stream": "stderr"})
+
+    trace = [docker("2024-05-01T10:00:00Z ERROR call failed"),
+             docker("java.lang.IllegalStateException: closed"), docker("\tat a.B.c(B.java:1)")]
+    records = parse_lines(trace).records
+    assert len(records) == 1 and records[0].message.endswith("at a.B.c(B.java:1)")
+    lines = [docker("ok")] * 3 + [docker("\tat a.B.c(B.java:1)")] * 3 + [docker("next")]
+    assert [len(b) for b in batches(lines, size=3)] == [6, 1]
