@@ -104,16 +104,17 @@ async def _consume(settings: Settings, expected: int, sample_lag: bool) -> dict[
     first: float | None = None
     try:
         while reader.counts["logs_consumed"] < expected:
-            await asyncio.sleep(0.05)
-            if first is None and reader.counts["logs_consumed"] > 0:
+            await asyncio.sleep(0.02)
+            if first is None and reader._logs is not None:  # noqa: SLF001 - connected and positioned
                 first = time.perf_counter()
             if sample_lag and first is not None:
                 lags.append(sum(v for k, v in reader.lag().items() if k.startswith(settings.kafka_logs_topic)))
         end = time.perf_counter()
+        end_wall = time.time()
         stats = reader.buffers.stats()
     finally:
         await reader.stop()
-    return {"first": first, "end": end, "lags": lags, "buffer_events": stats.events,
+    return {"first": first, "end": end, "end_wall": end_wall, "lags": lags, "buffer_events": stats.events,
             "buffer_bytes": stats.bytes, "dropped": stats.dropped}
 
 
@@ -129,13 +130,14 @@ async def bench_logs(bootstrap: str, events: int) -> dict[str, Any]:
 
     # live: consume while another process produces
     done = multiprocessing.Value("d", 0.0)
+    start_at = time.time() + 5.0  # the reader is connected by then
     producer = multiprocessing.Process(
-        target=_produce, args=(bootstrap, settings.kafka_logs_topic, events, time.time() + 3.0, done)
+        target=_produce, args=(bootstrap, settings.kafka_logs_topic, events, start_at, done)
     )
     producer.start()
     live = await _consume(settings, events, sample_lag=True)
     producer.join()
-    live_seconds = live["end"] - live["first"]
+    live_seconds = live["end_wall"] - start_at  # from the first event produced to the last one held
 
     # backlog: a fresh reader reads everything that is already there
     backlog = await _consume(settings, events, sample_lag=False)
