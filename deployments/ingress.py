@@ -3,7 +3,9 @@
 No ``from __future__ import annotations`` here: FastAPI must see real types on the routes.
 
 Thin by design: routes validate input, call ``IncidentService`` or the ``Store``, and turn
-known failures into clear 4xx/503 answers. The stages run in their own deployments and
+known failures into clear 4xx/503 answers. Every route but ``/health`` needs a role
+(``deployments/auth.py``); every API call is audited; limits (rate, body size, lines) are
+enforced before any work (``deployments/body_limit.py``). The stages run in their own deployments and
 are reached through the handles given at composition (``pipelines/app.py``).
 """
 
@@ -14,15 +16,19 @@ import logging
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from anomaly import AnomalyReport, Digest, MetricFrame
-from deployments.body_limit import BodySizeLimit, BodyTooLarge
+from deployments.auth import AUTH_RESPONSES, AuditTrail, require, require_webhook
+from deployments.auth import configure as configure_auth
+from deployments.body_limit import BodySizeLimit, BodyTooLarge, RateLimit, RateLimiter, parse_networks
 from pipelines import metrics
+from pipelines.audit import AuditEntry, AuditPage
+from pipelines.auth import ApiKey, ApiKeyCreate, Authenticator, NewApiKey, Role, StoredKey, generate_api_key
 from pipelines.incidents import IncidentService
 from pipelines.pipeline import AnalysisPipeline, Chunk, ChunkDigest
 from pipelines.reasoning.base import Evidence, Verdict
@@ -39,7 +45,7 @@ from pipelines.schemas import (
 )
 from pipelines.settings import Settings
 from pipelines.sources import build_sources, gather_context
-from pipelines.store import IncidentNotFound, Store
+from pipelines.store import ApiKeyNotFound, IncidentNotFound, Store
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +54,14 @@ api = FastAPI(
     version="0.1.0",
     description="Alerts in; ranked root causes with evidence and remediation out.",
 )
+# The last added runs first: audit (sees every answer) -> rate limit -> body size -> routes.
 api.add_middleware(BodySizeLimit)
+api.add_middleware(RateLimit)
+api.add_middleware(AuditTrail)
+
+VIEWER = [Depends(require(Role.viewer))]
+OPERATOR = [Depends(require(Role.operator))]
+ADMIN = [Depends(require(Role.admin))]
 
 
 @api.exception_handler(RequestValidationError)
@@ -70,6 +83,11 @@ async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
 
 @api.exception_handler(IncidentNotFound)
 async def _not_found(request: Request, exc: IncidentNotFound) -> JSONResponse:
+    return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+
+@api.exception_handler(ApiKeyNotFound)
+async def _key_not_found(request: Request, exc: ApiKeyNotFound) -> JSONResponse:
     return JSONResponse(status_code=404, content={"detail": str(exc)})
 
 
@@ -105,6 +123,9 @@ class Ingress:
         self._background: set[asyncio.Task] = set()
         self._publisher: Any = None
         BodySizeLimit.limit = settings.max_body_bytes
+        RateLimit.limiter = RateLimiter(settings.rate_limit_per_minute)
+        RateLimit.trusted = parse_networks(settings.trusted_proxies)
+        configure_auth(Authenticator(settings, self._find_key), self._write_audit)
         if settings.kafka_bootstrap:
             from pipelines.kafka_reader import ensure_reader
 
@@ -148,6 +169,14 @@ class Ingress:
         assert self._store is not None
         return self._store
 
+    async def _find_key(self, key_id: str) -> StoredKey | None:
+        store = await self._store_ready()
+        return await store.find_api_key(key_id)
+
+    async def _write_audit(self, entry: AuditEntry) -> None:
+        store = await self._store_ready()
+        await store.append_audit(entry)
+
     # ---------------------------------------------------------------- Python API (Kafka reader, CLI)
 
     async def process_alert(self, alert: dict, logs: list[Any] | None = None) -> dict:
@@ -182,13 +211,19 @@ class Ingress:
             "kafka": self._settings.kafka_bootstrap or "disabled",
         }
 
-    @api.get("/metrics", tags=["operations"], include_in_schema=False)
+    @api.get("/metrics", tags=["operations"], include_in_schema=False, dependencies=VIEWER)
     async def metrics_endpoint(self) -> Response:
         body, content_type = await asyncio.to_thread(metrics.render_latest)
         return Response(content=body, media_type=content_type)
 
-    @api.post("/analyze", response_model=Analysis, tags=["analysis"])
-    async def analyze_http(self, request: AnalyzeRequest) -> Analysis:
+    @api.post(
+        "/analyze",
+        response_model=Analysis,
+        tags=["analysis"],
+        dependencies=OPERATOR,
+        responses={**AUTH_RESPONSES, 413: {"description": "Body or lines over the limit"}},
+    )
+    async def analyze_http(self, request: AnalyzeRequest, http: Request) -> Analysis:
         """Analyze one alert with the logs, metrics and spans given (and configured sources)."""
         if len(request.logs) > self._settings.max_lines_per_request:
             metrics.count_rejected("too_many_lines")
@@ -198,9 +233,17 @@ class Ingress:
                 f"{self._settings.max_lines_per_request} (RCA_MAX_LINES_PER_REQUEST)",
             )
         service = await self._incidents()
-        return await service.analyze_request(request)
+        analysis = await service.analyze_request(request)
+        http.state.incident_id = analysis.incident_id
+        return analysis
 
-    @api.post("/webhook/alertmanager", status_code=202, tags=["alerts"])
+    @api.post(
+        "/webhook/alertmanager",
+        status_code=202,
+        tags=["alerts"],
+        dependencies=[Depends(require_webhook)],
+        responses={**AUTH_RESPONSES, 413: {"description": "Body over the limit"}},
+    )
     async def alertmanager_webhook(self, payload: AlertmanagerWebhook) -> dict:
         """Alertmanager's webhook (version 4). With Kafka: published, then 202. Without: analyzed here."""
         alerts = [a.to_alert() for a in payload.alerts]
@@ -232,7 +275,8 @@ class Ingress:
         except KafkaUnavailable as exc:
             raise ServiceUnavailable(f"kafka unavailable: {exc}") from exc
 
-    @api.get("/api/incidents", response_model=IncidentPage, tags=["incidents"])
+    @api.get("/api/incidents", response_model=IncidentPage, tags=["incidents"], dependencies=VIEWER,
+             responses=AUTH_RESPONSES)
     async def list_incidents(
         self,
         page: Annotated[int, Query(ge=1, le=100_000)] = 1,
@@ -256,12 +300,14 @@ class Ingress:
             until=until,
         )
 
-    @api.get("/api/incidents/{incident_id}", response_model=Incident, tags=["incidents"])
+    @api.get("/api/incidents/{incident_id}", response_model=Incident, tags=["incidents"], dependencies=VIEWER,
+             responses={**AUTH_RESPONSES, 404: {"description": "No such incident"}})
     async def get_incident(self, incident_id: str) -> Incident:
         store = await self._store_ready()
         return await store.get_incident(incident_id)
 
-    @api.get("/api/incidents/{incident_id}/remediation", response_model=list[RemediationStep], tags=["incidents"])
+    @api.get("/api/incidents/{incident_id}/remediation", response_model=list[RemediationStep], tags=["incidents"],
+             dependencies=VIEWER, responses={**AUTH_RESPONSES, 404: {"description": "No such incident or no analysis"}})
     async def get_remediation(self, incident_id: str) -> list[RemediationStep]:
         store = await self._store_ready()
         incident = await store.get_incident(incident_id)
@@ -269,7 +315,48 @@ class Ingress:
             raise HTTPException(status_code=404, detail=f"incident {incident_id!r} has no analysis yet")
         return incident.analysis.remediation
 
-    @api.get("/api/stats", response_model=Stats, tags=["incidents"])
+    @api.get("/api/stats", response_model=Stats, tags=["incidents"], dependencies=VIEWER, responses=AUTH_RESPONSES)
     async def stats(self) -> Stats:
         store = await self._store_ready()
         return await store.stats()
+
+    # ---------------------------------------------------------------- admin: audit trail and API keys
+
+    @api.get("/api/audit", response_model=AuditPage, tags=["admin"], dependencies=ADMIN, responses=AUTH_RESPONSES)
+    async def list_audit(
+        self,
+        page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+        page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+        actor: Annotated[str | None, Query(max_length=200)] = None,
+        action: Annotated[str | None, Query(max_length=100)] = None,
+        route: Annotated[str | None, Query(max_length=300)] = None,
+        incident_id: Annotated[str | None, Query(max_length=100)] = None,
+        status: Annotated[int | None, Query(ge=100, le=599)] = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> AuditPage:
+        """The audit trail, newest first: every API call and every change, with who, when and the outcome."""
+        store = await self._store_ready()
+        return await store.list_audit(page=page, page_size=page_size, actor=actor, action=action, route=route,
+                                      incident_id=incident_id, status=status, since=since, until=until)
+
+    @api.get("/api/keys", response_model=list[ApiKey], tags=["admin"], dependencies=ADMIN, responses=AUTH_RESPONSES)
+    async def list_keys(self) -> list[ApiKey]:
+        store = await self._store_ready()
+        return await store.list_api_keys()
+
+    @api.post("/api/keys", response_model=NewApiKey, status_code=201, tags=["admin"], dependencies=ADMIN,
+              responses=AUTH_RESPONSES)
+    async def create_key(self, body: ApiKeyCreate) -> NewApiKey:
+        """A new API key; its value is shown in this answer only (the database keeps a hash)."""
+        store = await self._store_ready()
+        value, key_id, secret_hash = generate_api_key()
+        key = await store.create_api_key(key_id, body.name, body.role, secret_hash)
+        return NewApiKey(**key.model_dump(), api_key=value)
+
+    @api.delete("/api/keys/{key_id}", response_model=ApiKey, tags=["admin"], dependencies=ADMIN,
+                responses={**AUTH_RESPONSES, 404: {"description": "No such key"}})
+    async def revoke_key(self, key_id: Annotated[str, Path(max_length=64)]) -> ApiKey:
+        """Revoke a key: from now on it is refused (idempotent)."""
+        store = await self._store_ready()
+        return await store.revoke_api_key(key_id)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from anomaly import AnomalyReport, Digest, LogRecord, MetricFrame, ScoredItem, parse_lines, summarize
 from pipelines import metrics
 from pipelines.reasoning.base import Evidence, Verdict
+from pipelines.reasoning.redaction import redact_analysis
 from pipelines.schemas import (
     Analysis,
     AnalysisStats,
@@ -191,7 +192,8 @@ class AnalysisPipeline:
         metrics.count_lines(window.digest.lines, window.dropped)
         metrics.count_templates(len(window.digest.templates))
         metrics.count_anomalies(len(flagged))
-        return Analysis(
+        # one redaction pass over everything that is stored and returned (README "Security")
+        return redact_analysis(Analysis(
             incident_id=incident_id,
             summary=summary,
             classification=verdict.classification,
@@ -212,7 +214,7 @@ class AnalysisPipeline:
                 redactions=verdict.redactions,
             ),
             llm_usage=verdict.llm_usage,
-        )
+        ))
 
 
 def _anomaly(item: ScoredItem) -> Anomaly:

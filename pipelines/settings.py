@@ -84,6 +84,18 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, validation_alias="RCA_MAX_BODY_BYTES")
     max_lines_per_request: int = Field(default=500_000, ge=1, validation_alias="RCA_MAX_LINES_PER_REQUEST")
 
+    # --- security (README "Security"): auth is on when a JWT key is given or RCA_AUTH_REQUIRED=true
+    auth_required: bool | None = Field(default=None, validation_alias="RCA_AUTH_REQUIRED")
+    auth_jwt_secret: str | None = Field(default=None, min_length=32, validation_alias="RCA_AUTH_JWT_SECRET")
+    auth_jwt_public_key_file: Path | None = Field(default=None, validation_alias="RCA_AUTH_JWT_PUBLIC_KEY_FILE")
+    auth_jwks_file: Path | None = Field(default=None, validation_alias="RCA_AUTH_JWKS_FILE")
+    auth_issuer: str = Field(default="rca", validation_alias="RCA_AUTH_ISSUER")
+    auth_audience: str = Field(default="rca-api", validation_alias="RCA_AUTH_AUDIENCE")
+    webhook_token: str | None = Field(default=None, validation_alias="RCA_WEBHOOK_TOKEN")
+    webhook_token_file: Path | None = Field(default=None, validation_alias="RCA_WEBHOOK_TOKEN_FILE")
+    rate_limit_per_minute: int = Field(default=600, ge=0, validation_alias="RCA_RATE_LIMIT_PER_MINUTE")
+    trusted_proxies: list[str] = Field(default_factory=list, validation_alias="RCA_TRUSTED_PROXIES")
+
     # --- HTTP
     host: str = Field(default="127.0.0.1", validation_alias="RCA_HOST")
     port: int = Field(default=8000, ge=1, le=65535, validation_alias="RCA_PORT")

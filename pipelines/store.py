@@ -4,6 +4,11 @@ Every statement is parameterized, and no session state is kept between statement
 (advisory locks are transaction-scoped, prepared statements are not cached), so the
 store works behind PgBouncer in transaction mode.
 
+Every write takes the audit context of who makes it (default: the actor bound to the running
+request, see ``pipelines/audit.py``) and appends its audit row in the same transaction. What
+is stored passes the redaction (``pipelines/reasoning/redaction.py``) first: alert payloads
+here, analyses in the pipeline.
+
 Incidents are idempotent: an alert is identified by (fingerprint, startsAt). A redelivered
 or re-sent alert finds its incident instead of creating another; an alert of a service that
 already has an open incident started within ``group_window`` joins it.
@@ -20,12 +25,22 @@ from typing import Any
 
 import asyncpg
 
+from pipelines import audit as audit_trail
+from pipelines.audit import AuditContext, AuditEntry, AuditPage, AuditRecord
+from pipelines.auth import ApiKey, Role, StoredKey
+from pipelines.reasoning.redaction import redact_value
 from pipelines.schemas import Alert, Analysis, Category, Incident, IncidentPage, Severity, Stats
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GROUP_WINDOW = timedelta(minutes=10)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+class ApiKeyNotFound(LookupError):
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"API key {key_id!r} not found")
+        self.key_id = key_id
 
 
 class IncidentNotFound(LookupError):
@@ -39,6 +54,40 @@ def _parse_uuid(incident_id: str) -> uuid.UUID:
         return uuid.UUID(incident_id)
     except (ValueError, AttributeError, TypeError):
         raise IncidentNotFound(incident_id) from None
+
+
+def _uuid_or_none(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def _payload(alert: Alert) -> dict[str, Any]:
+    """The alert as stored: secrets in labels or annotations redacted."""
+    payload, _ = redact_value(alert.model_dump(mode="json"))
+    return payload
+
+
+async def _append(conn: asyncpg.Connection, entry: AuditEntry) -> None:
+    """Append one audit row on ``conn`` (inside the caller's transaction when it has one)."""
+    c = entry.context
+    await conn.execute(
+        "INSERT INTO audit_log (request_id, actor, actor_kind, key_id, role, client, method, route, action,"
+        " incident_id, status, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        _uuid_or_none(c.request_id),
+        c.actor,
+        c.actor_kind,
+        c.key_id,
+        c.role,
+        c.client,
+        c.method,
+        c.route,
+        entry.action,
+        _uuid_or_none(entry.incident_id),
+        entry.status,
+        entry.detail,
+    )
 
 
 def _migrations() -> list[tuple[str, str]]:
@@ -96,14 +145,16 @@ class Store:
 
     # ------------------------------------------------------------ alerts -> incidents
 
-    async def record_alert(self, alert: Alert) -> tuple[Incident, bool]:
+    async def record_alert(self, alert: Alert, audit: AuditContext | None = None) -> tuple[Incident, bool]:
         """Attach a firing alert to its incident, creating one when needed.
 
         Returns the incident and whether it was created by this call.
         """
         fingerprint = alert.identity()
         service = alert.service
-        payload = alert.model_dump(mode="json")
+        payload = _payload(alert)
+        who = audit or audit_trail.current()
+        detail = {"alert": alert.name, "fingerprint": fingerprint}
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", service or fingerprint)
             existing = await conn.fetchval(
@@ -114,6 +165,7 @@ class Store:
             )
             if existing is not None:
                 await conn.execute("UPDATE incidents SET updated_at = now() WHERE id = $1", existing)
+                await _append(conn, audit_trail.entry("incident.repeat", context=who, incident_id=str(existing), detail=detail))
                 return await self._get(conn, existing), False
             joined = None
             if service:
@@ -145,9 +197,11 @@ class Store:
                 alert.timestamp,
                 payload,
             )
+            action = "incident.open" if created else "incident.join"
+            await _append(conn, audit_trail.entry(action, context=who, incident_id=str(incident_id), detail=detail))
             return await self._get(conn, incident_id), created
 
-    async def resolve(self, alert: Alert) -> Incident | None:
+    async def resolve(self, alert: Alert, audit: AuditContext | None = None) -> Incident | None:
         """Close the incident of a resolved alert and record when; None if no incident knows it."""
         fingerprint = alert.identity()
         resolved_at = alert.ends_at or datetime.now(timezone.utc)
@@ -165,7 +219,7 @@ class Store:
                 incident_id,
                 fingerprint,
                 alert.timestamp,
-                alert.model_dump(mode="json"),
+                _payload(alert),
             )
             still_firing = await conn.fetchval(
                 "SELECT count(*) FROM alerts a WHERE a.incident_id = $1 AND a.status = 'firing' AND NOT EXISTS"
@@ -180,9 +234,12 @@ class Store:
                     incident_id,
                     resolved_at,
                 )
+            await _append(conn, audit_trail.entry(
+                "incident.resolve" if still_firing == 0 else "alert.resolve", context=audit or audit_trail.current(),
+                incident_id=str(incident_id), detail={"alert": alert.name, "fingerprint": fingerprint}))
             return await self._get(conn, incident_id)
 
-    async def save_analysis(self, incident_id: str, analysis: Analysis) -> None:
+    async def save_analysis(self, incident_id: str, analysis: Analysis, audit: AuditContext | None = None) -> None:
         top = analysis.hypotheses[0]
         body = analysis.model_dump(mode="json")
         async with self._pool.acquire() as conn, conn.transaction():
@@ -208,6 +265,110 @@ class Store:
                 _parse_uuid(incident_id),
                 analysis.classification.category.value,
             )
+            await _append(conn, audit_trail.entry("analysis.save", context=audit or audit_trail.current(),
+                                                  incident_id=incident_id, detail=audit_trail.analysis_detail(analysis)))
+
+    # ------------------------------------------------------------ API keys
+
+    async def create_api_key(
+        self, key_id: str, name: str, role: Role, secret_hash: str, audit: AuditContext | None = None
+    ) -> ApiKey:
+        """Store a new key (its hash only) with its audit row."""
+        who = audit or audit_trail.current()
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "INSERT INTO api_keys (key_id, name, role, secret_hash, created_by) VALUES ($1, $2, $3, $4, $5)"
+                " RETURNING *",
+                key_id,
+                name,
+                role.value,
+                secret_hash,
+                who.actor,
+            )
+            await _append(conn, audit_trail.entry("api_key.create", context=who,
+                                                  detail={"key_id": key_id, "name": name, "role": role.value}))
+        return _api_key(row)
+
+    async def revoke_api_key(self, key_id: str, audit: AuditContext | None = None) -> ApiKey:
+        """Revoke a key (idempotent: revoking twice keeps the first time); ApiKeyNotFound if unknown."""
+        who = audit or audit_trail.current()
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()), revoked_by = COALESCE(revoked_by, $2)"
+                " WHERE key_id = $1 RETURNING *",
+                key_id,
+                who.actor,
+            )
+            if row is None:
+                raise ApiKeyNotFound(key_id)
+            await _append(conn, audit_trail.entry("api_key.revoke", context=who, detail={"key_id": key_id}))
+        return _api_key(row)
+
+    async def list_api_keys(self, *, include_revoked: bool = True) -> list[ApiKey]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT * FROM api_keys WHERE ($1 OR revoked_at IS NULL) ORDER BY created_at, key_id", include_revoked
+            )
+        return [_api_key(r) for r in rows]
+
+    async def find_api_key(self, key_id: str) -> StoredKey | None:
+        """What verification needs of a key, or None."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT key_id, role, secret_hash, revoked_at FROM api_keys WHERE key_id = $1", key_id)
+        if row is None:
+            return None
+        return StoredKey(key_id=row["key_id"], role=Role(row["role"]), secret_hash=row["secret_hash"],
+                         revoked=row["revoked_at"] is not None)
+
+    # ------------------------------------------------------------ audit
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        """Append a row that describes no change (an API call and its answer)."""
+        async with self._pool.acquire() as conn:
+            await _append(conn, entry)
+
+    async def list_audit(
+        self,
+        *,
+        page: int = 1,
+        page_size: int = 50,
+        actor: str | None = None,
+        action: str | None = None,
+        route: str | None = None,
+        incident_id: str | None = None,
+        status: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> AuditPage:
+        """Newest first; every filter is a bound parameter."""
+        where: list[str] = []
+        args: list[Any] = []
+        if incident_id is not None:
+            parsed = _uuid_or_none(incident_id)
+            if parsed is None:
+                return AuditPage(items=[], page=page, page_size=page_size, total=0)
+            args.append(parsed)
+            where.append(f"incident_id = ${len(args)}")
+        for column, value in (("actor", actor), ("action", action), ("route", route), ("status", status)):
+            if value is not None:
+                args.append(value)
+                where.append(f"{column} = ${len(args)}")
+        if since is not None:
+            args.append(since)
+            where.append(f"at >= ${len(args)}")
+        if until is not None:
+            args.append(until)
+            where.append(f"at < ${len(args)}")
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        async with self._pool.acquire() as conn:
+            total = await conn.fetchval(f"SELECT count(*) FROM audit_log {clause}", *args)
+            rows = await conn.fetch(
+                f"SELECT * FROM audit_log {clause} ORDER BY at DESC, id DESC LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
+                *args,
+                page_size,
+                (page - 1) * page_size,
+            )
+        return AuditPage(items=[_audit_record(r) for r in rows], page=page, page_size=page_size, total=total)
 
     # ------------------------------------------------------------ reads
 
@@ -313,4 +474,35 @@ def _incident(row: Any) -> Incident:
         created_at=row["created_at"],
         alert=Alert.model_validate(row["alert"]),
         analysis=Analysis.model_validate(row["analysis"]) if row["analysis"] else None,
+    )
+
+
+def _api_key(row: Any) -> ApiKey:
+    return ApiKey(
+        key_id=row["key_id"],
+        name=row["name"],
+        role=Role(row["role"]),
+        created_at=row["created_at"],
+        created_by=row["created_by"],
+        revoked_at=row["revoked_at"],
+        revoked_by=row["revoked_by"],
+    )
+
+
+def _audit_record(row: Any) -> AuditRecord:
+    return AuditRecord(
+        id=row["id"],
+        at=row["at"],
+        request_id=str(row["request_id"]) if row["request_id"] else None,
+        actor=row["actor"],
+        actor_kind=row["actor_kind"],
+        key_id=row["key_id"],
+        role=row["role"],
+        client=row["client"],
+        method=row["method"],
+        route=row["route"],
+        action=row["action"],
+        incident_id=str(row["incident_id"]) if row["incident_id"] else None,
+        status=row["status"],
+        detail=row["detail"] or {},
     )

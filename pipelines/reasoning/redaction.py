@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["redact", "redact_value", "REDACTION_KINDS"]
+__all__ = ["redact", "redact_value", "redact_analysis", "REDACTION_KINDS"]
 
 
 def _marker(kind: str) -> str:
@@ -161,3 +161,25 @@ def redact_value(value: Any) -> tuple[Any, int]:
             total += n
         return (tuple(items) if isinstance(value, tuple) else items), total
     return value, 0
+
+
+# Fields of an Analysis that carry text derived from the input; the rest are figures and names.
+_ANALYSIS_TEXT_FIELDS = ("summary", "hypotheses", "remediation", "anomalies", "degraded_reasons")
+
+
+def redact_analysis(analysis: Any) -> Any:
+    """The analysis with every secret in its text fields replaced, the count added to ``stats.redactions``.
+
+    One pass over what is stored and returned (summary, evidence, hypotheses, anomalies,
+    remediation), whichever reasoner produced it; the LLM prompt is redacted on its own
+    before it leaves (``prompt.py``), and its count is already in ``stats.redactions``.
+    """
+    data = analysis.model_dump(mode="json")
+    total = 0
+    for name in _ANALYSIS_TEXT_FIELDS:
+        data[name], n = redact_value(data[name])
+        total += n
+    if not total:
+        return analysis
+    data["stats"]["redactions"] = int(data["stats"].get("redactions") or 0) + total
+    return type(analysis).model_validate(data)

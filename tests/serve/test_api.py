@@ -15,8 +15,8 @@ pytestmark = pytest.mark.serve
 
 
 @pytest.fixture(scope="module")
-def client(serve_app: str):
-    with httpx.Client(base_url=serve_app, timeout=120) as c:
+def client(serve_app: str, auth_headers):
+    with httpx.Client(base_url=serve_app, timeout=120, headers=auth_headers("operator")) as c:
         yield c
 
 
