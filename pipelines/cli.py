@@ -29,6 +29,10 @@ from pipelines.settings import Settings
 app = typer.Typer(help="Incident root-cause analyzer on Ray Serve.", no_args_is_help=True, add_completion=False)
 eval_app = typer.Typer(help="Score the analyzer on public benchmark data.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+keys_app = typer.Typer(help="API keys (stored hashed in PostgreSQL): create, list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -79,8 +83,16 @@ def serve(
 ) -> None:
     """Start the database (embedded unless RCA_DATABASE_URL), Ray and the Serve app; block until Ctrl-C."""
     from pipelines import runtime
+    from pipelines.auth import auth_enabled
 
     settings = _settings(host=host, port=port)
+    secured = auth_enabled(settings)
+    if not secured and host not in LOOPBACK_HOSTS:
+        raise CliError(
+            f"--host {host}: refusing to listen on a non-local interface without authentication. Set "
+            "RCA_AUTH_JWT_SECRET (or RCA_AUTH_JWT_PUBLIC_KEY_FILE / RCA_AUTH_JWKS_FILE), or RCA_AUTH_REQUIRED=true "
+            "and create API keys with `rca keys create`; see the README's Security section."
+        )
     with _status("starting PostgreSQL, Ray and the Serve application…") as update:
         local = runtime.start(settings, http=True, dashboard=dashboard, metrics_port=metrics_port)
         update("ready")
@@ -94,6 +106,11 @@ def serve(
         out.print("  Ray dashboard: http://127.0.0.1:8265  (Ray 2.60 asks for the token in ~/.ray/auth_token;"
                   " RAY_AUTH_MODE=disabled turns that off for local use only)")
     out.print(f"  Database:   {'embedded in ' + str(settings.data_dir / 'postgres') if not settings.database_url else 'RCA_DATABASE_URL'}")
+    if secured:
+        out.print("  Auth:       on (bearer JWT or API key; roles viewer, operator, admin)")
+    else:
+        out.print(f"  [yellow]Auth:       off - listening on {host} only; every local caller is admin.[/yellow]"
+                  " Set RCA_AUTH_JWT_SECRET or RCA_AUTH_REQUIRED=true to turn it on.")
     out.print("Press Ctrl-C to stop.")
     stopping = False
 
@@ -111,6 +128,122 @@ def serve(
         with _status("stopping…"):
             runtime.stop()
         del local
+
+
+# ---------------------------------------------------------------- keys and tokens
+
+
+def _cli_actor() -> Any:
+    import getpass
+
+    from pipelines.audit import AuditContext
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name in some containers
+        user = "unknown"
+    return AuditContext(actor=f"cli:{user}", actor_kind="cli")
+
+
+def _with_store(work: Callable[[Any], Any]) -> Any:
+    """Run ``work(store)`` against the configured (or embedded) database."""
+    import asyncio
+
+    from pipelines.database import DatabaseUnavailable, resolve_database_url, stop_embedded
+    from pipelines.store import Store
+
+    settings = _settings()
+    try:
+        url = resolve_database_url(settings.database_url, settings.data_dir)
+    except DatabaseUnavailable as exc:
+        raise CliError(str(exc)) from exc
+
+    async def run() -> Any:
+        try:
+            store = await Store.connect(url, max_size=2)
+        except Exception as exc:  # noqa: BLE001 - asyncpg's connection errors are varied
+            raise CliError(f"database: cannot connect ({exc})") from exc
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    finally:
+        if not settings.database_url:
+            stop_embedded()
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="viewer, operator or admin")] = "viewer",
+    name: Annotated[str, typer.Option(help="what the key is for, e.g. alertmanager")] = "cli",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create an API key; its value is printed once (only its hash is stored)."""
+    from pipelines.auth import ApiKeyCreate, NewApiKey, generate_api_key
+
+    try:
+        request = ApiKeyCreate(name=name, role=role)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise CliError(_validation_message(exc)) from exc
+    value, key_id, secret_hash = generate_api_key()
+    key = _with_store(lambda store: store.create_api_key(key_id, request.name, request.role, secret_hash, _cli_actor()))
+    created = NewApiKey(**key.model_dump(), api_key=value)
+    if as_json:
+        print(created.model_dump_json())
+        return
+    out.print(f"API key [bold]{key_id}[/bold] ({created.role.value}, {created.name}) created. Store it now; it is not shown again:")
+    print(value)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key id (rca_<key id>_...)")]) -> None:
+    """Revoke an API key: from now on it is refused."""
+    from pipelines.store import ApiKeyNotFound
+
+    async def revoke(store: Any) -> Any:
+        try:
+            return await store.revoke_api_key(key_id, _cli_actor())
+        except ApiKeyNotFound as exc:
+            raise CliError(str(exc)) from exc
+
+    key = _with_store(revoke)
+    out.print(f"API key {key.key_id} ({key.name}) revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S %Z}.")
+
+
+@keys_app.command("list")
+def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List API keys (never their values)."""
+    keys = _with_store(lambda store: store.list_api_keys())
+    if as_json:
+        print(json.dumps([k.model_dump(mode="json") for k in keys]))
+        return
+    table = Table("key id", "name", "role", "created", "by", "revoked")
+    for k in keys:
+        table.add_row(k.key_id, k.name, k.role.value, f"{k.created_at:%Y-%m-%d %H:%M}", k.created_by,
+                      f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "-")
+    out.print(table)
+
+
+@app.command()
+def token(
+    subject: Annotated[str, typer.Option(help="who the token is for (the sub claim)")] = "dev",
+    role: Annotated[str, typer.Option(help="viewer, operator or admin")] = "operator",
+    ttl: Annotated[int, typer.Option(help="seconds until it expires")] = 3600,
+) -> None:
+    """Print an HS256 JWT for local development (needs RCA_AUTH_JWT_SECRET)."""
+    from pipelines.auth import Role, issue_token
+
+    if role not in Role.__members__:
+        raise CliError(f"--role {role!r}: choose viewer, operator or admin")
+    if ttl <= 0:
+        raise CliError("--ttl: must be a positive number of seconds")
+    try:
+        print(issue_token(_settings(), subject, Role(role), ttl))
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
 
 
 # ---------------------------------------------------------------- analyze / demo
