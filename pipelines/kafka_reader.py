@@ -203,7 +203,9 @@ class KafkaReader:
             except (KafkaError, KafkaUnavailable, OSError, asyncio.TimeoutError) as error:
                 self.last_error = f"{what}: {type(error).__name__}: {error}"
                 delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
-                logger.warning("Kafka reader cannot connect %s to %s (%s); retrying in %gs", what, self.bootstrap, error, delay)
+                logger.warning(
+                    "Kafka reader cannot connect %s to %s (%s); retrying in %gs", what, self.bootstrap, error, delay
+                )
                 attempt += 1
                 await asyncio.sleep(delay)
 
