@@ -30,7 +30,7 @@ from pipelines import metrics
 from pipelines.audit import AuditEntry, AuditPage
 from pipelines.auth import ApiKey, ApiKeyCreate, Authenticator, NewApiKey, Role, StoredKey, generate_api_key
 from pipelines.incidents import IncidentService
-from pipelines.pipeline import AnalysisPipeline, Chunk, ChunkDigest
+from pipelines.pipeline import AnalysisPipeline, Chunk
 from pipelines.reasoning.base import Evidence, Verdict
 from pipelines.schemas import (
     AlertmanagerWebhook,
@@ -133,7 +133,7 @@ class Ingress:
 
     # ---------------------------------------------------------------- stage adapters
 
-    async def _summarize_chunk(self, chunk: Chunk) -> ChunkDigest:
+    async def _summarize_chunk(self, chunk: Chunk) -> Digest:
         return await self._summarizer.summarize_chunk.remote(chunk)
 
     async def _score(

@@ -13,7 +13,8 @@ from typing import Any
 
 from ray import serve
 
-from pipelines.pipeline import Chunk, ChunkDigest, digest_chunk
+from anomaly import Digest
+from pipelines.pipeline import Chunk, digest_chunk
 
 # The delays and the 1 s metrics interval are the knobs measured to work in Ray 2.60
 # (NOTES.md): up in about 10 s under load, down about 15-40 s after it stops.
@@ -38,5 +39,5 @@ class Summarizer:
     def __init__(self, max_line_bytes: int = 65_536) -> None:
         self._max_line_bytes = max_line_bytes
 
-    def summarize_chunk(self, chunk: Chunk) -> ChunkDigest:
+    def summarize_chunk(self, chunk: Chunk) -> Digest:
         return digest_chunk(chunk, max_line_bytes=self._max_line_bytes)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
 
-from anomaly import AnomalyReport, Digest, LogRecord, MetricFrame, ScoredItem, parse_lines, summarize
+from anomaly import AnomalyReport, Digest, LogRecord, MetricFrame, ScoredItem, digest_lines, summarize
+from anomaly.engine import batches
 from pipelines import metrics
 from pipelines.reasoning.base import Evidence, Verdict
 from pipelines.reasoning.redaction import redact_analysis
@@ -32,32 +32,25 @@ MAX_ANOMALIES_ON_ANALYSIS = 20
 MIN_CHUNK_LINES = 1_000
 
 
-@dataclass
-class ChunkDigest:
-    """What one summarizer replica returns for one chunk."""
-
-    digest: Digest
-    dropped: dict[str, int] = field(default_factory=dict)
-    chunks: int = 1
-
-
-SummarizeChunk = Callable[[Chunk], Awaitable[ChunkDigest]]
+SummarizeChunk = Callable[[Chunk], Awaitable[Digest]]
 ScoreAnomalies = Callable[[Digest, Digest | None, MetricFrame, MetricFrame | None], Awaitable[AnomalyReport]]
 Reason = Callable[[Evidence], Awaitable[Verdict]]
 
 
-def digest_chunk(chunk: Chunk, *, max_line_bytes: int = 65_536) -> ChunkDigest:
-    """Parse one chunk of lines or events and mine it into a Digest (the summarizer's work)."""
+def digest_chunk(chunk: Chunk, *, max_line_bytes: int = 65_536) -> Digest:
+    """Mine one chunk of text lines and events into a Digest (the summarizer's work).
+
+    What was dropped on the way (empty, binary, oversized) is counted in ``digest.dropped``.
+    """
     texts = [item for item in chunk if isinstance(item, str)]
-    intake = parse_lines(texts, max_line_bytes=max_line_bytes)
-    records = intake.records
-    dropped = dict(intake.dropped)
-    for item in chunk:
-        if isinstance(item, dict):
-            record = _record_from_event(item, max_line_bytes, dropped)
-            if record is not None:
-                records.append(record)
-    return ChunkDigest(Digest.from_records(records), dropped)
+    digest = digest_lines(texts, max_line_bytes=max_line_bytes)
+    dropped: dict[str, int] = {}
+    records = [r for item in chunk if isinstance(item, dict) and (r := _record_from_event(item, max_line_bytes, dropped))]
+    if records or dropped:
+        events = Digest.from_records(records)
+        events.dropped = dropped
+        digest = digest.merge(events)
+    return digest
 
 
 def _record_from_event(event: dict, max_line_bytes: int, dropped: dict[str, int]) -> LogRecord | None:
@@ -92,23 +85,6 @@ def to_chunk_items(logs: Sequence[LogInput]) -> list[str | dict]:
     return items
 
 
-def split_chunks(items: list[str | dict], chunk_lines: int) -> Iterator[Chunk]:
-    """Chunks of about ``chunk_lines``, never cutting a stack trace from the line it belongs to."""
-    start = 0
-    while start < len(items):
-        end = min(start + chunk_lines, len(items))
-        while end < len(items) and _is_continuation(items[end]):
-            end += 1
-        yield items[start:end]
-        start = end
-
-
-def _is_continuation(item: str | dict) -> bool:
-    if not isinstance(item, str) or not item:
-        return False
-    return item[0] in " \t" or item.startswith(("Caused by:", "at ", "..."))
-
-
 def metric_frame(series: Sequence[MetricSeries]) -> MetricFrame:
     frame: MetricFrame = {}
     for s in series:
@@ -134,20 +110,19 @@ class AnalysisPipeline:
         self._chunk_lines = chunk_lines
         self._min_chunks = min_chunks
 
-    async def digest(self, logs: Sequence[LogInput]) -> ChunkDigest:
-        """Fan the lines out over the summarizer replicas and merge what comes back."""
+    async def digest(self, logs: Sequence[LogInput]) -> tuple[Digest, int]:
+        """Fan the lines out over the summarizer replicas and merge what comes back.
+
+        Chunks never cut a stack trace from its first line; returns the digest and the chunk count.
+        """
         items = to_chunk_items(logs)
         # at least one chunk per summarizer replica once there is enough to share
         size = min(self._chunk_lines, max(MIN_CHUNK_LINES, -(-len(items) // self._min_chunks)))
-        chunks = list(split_chunks(items, size))
+        chunks = list(batches(items, size))  # type: ignore[arg-type]
         if not chunks:
-            return ChunkDigest(Digest.from_records([]), {}, chunks=0)
+            return Digest(), 0
         parts = await asyncio.gather(*(self._summarize_chunk(chunk) for chunk in chunks))
-        dropped: dict[str, int] = {}
-        for part in parts:
-            for reason, n in part.dropped.items():
-                dropped[reason] = dropped.get(reason, 0) + n
-        return ChunkDigest(Digest.merge_all(p.digest for p in parts), dropped, chunks=len(parts))
+        return Digest.merge_all(parts), len(parts)
 
     async def analyze(self, incident_id: str, context: IncidentContext) -> Analysis:
         timings: dict[str, float] = {}
@@ -156,17 +131,17 @@ class AnalysisPipeline:
         t = time.perf_counter()
         window_logs = context.window.logs
         baseline_logs = context.baseline.logs if context.baseline else []
-        window, baseline = await asyncio.gather(self.digest(window_logs), self.digest(baseline_logs))
-        baseline_digest = baseline.digest if baseline_logs else None
+        (window, chunks), (baseline, _) = await asyncio.gather(self.digest(window_logs), self.digest(baseline_logs))
+        baseline_digest = baseline if baseline_logs else None
         timings["summarize"] = time.perf_counter() - t
 
         t = time.perf_counter()
         window_metrics = metric_frame(context.window.metrics)
         baseline_metrics = metric_frame(context.baseline.metrics) if context.baseline else None
-        report = await self._score_anomalies(window.digest, baseline_digest, window_metrics, baseline_metrics or None)
+        report = await self._score_anomalies(window, baseline_digest, window_metrics, baseline_metrics or None)
         flagged = report.flagged()
         summary = summarize(
-            window.digest, must_include=[i.template_id for i in flagged if i.template_id], max_words=200
+            window, must_include=[i.template_id for i in flagged if i.template_id], max_words=200
         )
         timings["score"] = time.perf_counter() - t
 
@@ -174,7 +149,7 @@ class AnalysisPipeline:
         evidence = Evidence(
             alert=context.alert,
             summary=summary,
-            digest=window.digest,
+            digest=window,
             report=report,
             baseline_digest=baseline_digest,
             metrics=window_metrics,
@@ -189,8 +164,8 @@ class AnalysisPipeline:
         degraded_reasons = [*context.degraded_reasons, *verdict.degraded_reasons]
         for stage, seconds in timings.items():
             metrics.observe_stage(stage, seconds)
-        metrics.count_lines(window.digest.lines, window.dropped)
-        metrics.count_templates(len(window.digest.templates))
+        metrics.count_lines(window.lines, window.dropped)
+        metrics.count_templates(len(window.templates))
         metrics.count_anomalies(len(flagged))
         # one redaction pass over everything that is stored and returned (README "Security")
         return redact_analysis(Analysis(
@@ -205,12 +180,12 @@ class AnalysisPipeline:
             degraded_reasons=degraded_reasons,
             timings={k: round(v, 4) for k, v in timings.items()},
             stats=AnalysisStats(
-                lines_in=window.digest.lines,
+                lines_in=window.lines,
                 lines_dropped=window.dropped,
-                templates=len(window.digest.templates),
+                templates=len(window.templates),
                 anomalies=len(flagged),
-                services=len(window.digest.services),
-                chunks=window.chunks,
+                services=len(window.services),
+                chunks=chunks,
                 redactions=verdict.redactions,
             ),
             llm_usage=verdict.llm_usage,
