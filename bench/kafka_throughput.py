@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import multiprocessing
+import os
 import socket
 import sys
 import tempfile
@@ -97,24 +98,28 @@ async def _noop(alert: dict[str, Any], logs: list[dict[str, Any]]) -> dict[str, 
     return {"incident_id": None, "created": False, "analyzed": False, "status": "open"}
 
 
-async def _consume(settings: Settings, expected: int, sample_lag: bool) -> dict[str, Any]:
+async def _consume(settings: Settings, expected: int, lag_from: float | None) -> dict[str, Any]:
+    """Run the reader until it holds ``expected`` events; sample its lag after ``lag_from`` (unix time)."""
     reader = KafkaReader(settings, process=_noop)
     await reader.start()
     lags: list[int] = []
     first: float | None = None
+    cpu_first = 0.0
     try:
         while reader.counts["logs_consumed"] < expected:
             await asyncio.sleep(0.02)
             if first is None and reader._logs is not None:  # noqa: SLF001 - connected and positioned
                 first = time.perf_counter()
-            if sample_lag and first is not None:
+                cpu_first = time.process_time()
+            if lag_from is not None and time.time() >= lag_from and first is not None:
                 lags.append(sum(v for k, v in reader.lag().items() if k.startswith(settings.kafka_logs_topic)))
         end = time.perf_counter()
+        cpu = time.process_time() - cpu_first
         end_wall = time.time()
         stats = reader.buffers.stats()
     finally:
         await reader.stop()
-    return {"first": first, "end": end, "end_wall": end_wall, "lags": lags, "buffer_events": stats.events,
+    return {"first": first, "end": end, "cpu": cpu, "end_wall": end_wall, "lags": lags, "buffer_events": stats.events,
             "buffer_bytes": stats.bytes, "dropped": stats.dropped}
 
 
@@ -135,12 +140,12 @@ async def bench_logs(bootstrap: str, events: int) -> dict[str, Any]:
         target=_produce, args=(bootstrap, settings.kafka_logs_topic, events, start_at, done)
     )
     producer.start()
-    live = await _consume(settings, events, sample_lag=True)
+    live = await _consume(settings, events, lag_from=start_at)
     producer.join()
     live_seconds = live["end_wall"] - start_at  # from the first event produced to the last one held
 
     # backlog: a fresh reader reads everything that is already there
-    backlog = await _consume(settings, events, sample_lag=False)
+    backlog = await _consume(settings, events, lag_from=None)
     backlog_seconds = backlog["end"] - backlog["first"]
     return {
         "events": events,
@@ -153,6 +158,11 @@ async def bench_logs(bootstrap: str, events: int) -> dict[str, Any]:
         "live_lag_median": sorted(live["lags"])[len(live["lags"]) // 2] if live["lags"] else 0,
         "backlog_consume_events_per_s": round(events / backlog_seconds),
         "backlog_consume_mb_per_s": round(payload_bytes / backlog_seconds / 1e6, 1),
+        # events per CPU-second of the reader's process: what one dedicated core sustains,
+        # whatever else runs on the machine (wall-clock rates above depend on the load)
+        "backlog_events_per_cpu_second": round(events / backlog["cpu"]),
+        "live_events_per_cpu_second": round(events / live["cpu"]),
+        "load_average_1m": round(os.getloadavg()[0], 1),
         "buffer_events": backlog["buffer_events"],
         "buffer_bytes": backlog["buffer_bytes"],
         "buffer_dropped": backlog["dropped"],
