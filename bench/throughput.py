@@ -7,7 +7,9 @@ Drain3 (``pip install drain3==0.9.11``, a benchmark-only extra) on the same line
 
     .venv/bin/python bench/throughput.py --json [--lines 1000000]
 
-The result is a flat dict, so later stages (Serve fan-out) can add keys to it.
+It also measures the Serve summarizer fan-out (the production path) with one and with
+two replicas (``serve_one_replica_lines_per_s``, ``serve_lines_per_s``); ``--no-serve``
+skips that part.
 """
 
 from __future__ import annotations
@@ -149,11 +151,52 @@ def bench_drain3(path: Path) -> float | None:
     return n / (time.perf_counter() - start)
 
 
+def bench_serve(path: Path, replica_counts: tuple[int, ...] = (1, 2)) -> dict[int, float]:
+    """Lines/s through the Serve summarizer fan-out (the production path: chunks over replicas, merged).
+
+    One Ray instance; the Summarizer is deployed with a fixed number of replicas for each
+    measurement, and the same ``AnalysisPipeline.digest`` the ingress runs sends the chunks.
+    """
+    import asyncio
+
+    import ray
+    from ray import serve
+
+    from deployments.summarizer import Summarizer
+    from pipelines.pipeline import AnalysisPipeline
+
+    lines = [line.rstrip("\n") for line in read_lines(path)]
+    ray.init(address="local", num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False)
+    results: dict[int, float] = {}
+    try:
+        for replicas in replica_counts:
+            handle = serve.run(
+                Summarizer.options(num_replicas=replicas, autoscaling_config=None, max_ongoing_requests=2).bind(),
+                name="bench-summarizer", route_prefix=None,
+            )
+
+            async def summarize(chunk, handle=handle):
+                return await handle.summarize_chunk.remote(chunk)
+
+            pipeline = AnalysisPipeline(summarize, None, None, chunk_lines=20_000, min_chunks=replicas)  # type: ignore[arg-type]
+            asyncio.run(pipeline.digest(lines[:50_000]))  # warm-up: imports and first compilations
+            start = time.perf_counter()
+            digest, _ = asyncio.run(pipeline.digest(lines))
+            results[replicas] = len(lines) / (time.perf_counter() - start)
+            assert digest.lines > 0
+            serve.delete("bench-summarizer")
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--no-drain3", action="store_true")
+    ap.add_argument("--no-serve", action="store_true", help="skip the Serve fan-out measurement")
     ap.add_argument("--cache", type=Path, default=None, help="where the generated log is kept")
     args = ap.parse_args(argv)
     path = dataset(args.lines, args.cache)
@@ -173,6 +216,11 @@ def main(argv: list[str] | None = None) -> dict:
     drain = None if args.no_drain3 else bench_drain3(path)
     result["drain3_lines_per_s"] = round(drain) if drain else None
     result["ratio_vs_drain3"] = round(engine_lps / drain, 2) if drain else None
+    if not args.no_serve:
+        serve_lps = bench_serve(path)
+        result["serve_one_replica_lines_per_s"] = round(serve_lps[1])
+        result["serve_lines_per_s"] = round(serve_lps[2])
+        result["serve_speedup_two_vs_one_replica"] = round(serve_lps[2] / serve_lps[1], 2)
     if args.json:
         print(json.dumps(result))
     else:
