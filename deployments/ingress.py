@@ -268,7 +268,7 @@ class Ingress:
 
         try:
             if self._publisher is None:
-                publisher = AlertPublisher(self._settings.kafka_bootstrap or "")
+                publisher = AlertPublisher.from_settings(self._settings)
                 await publisher.start()
                 self._publisher = publisher
             await self._publisher.publish(alerts)
