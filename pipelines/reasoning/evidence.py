@@ -1,96 +1,39 @@
 """The offline evidence reasoner: ranks causes from what changed, without any network.
 
-How it thinks, in order:
-1. What is new or grew: each template of the window is weighed by how much more often it
-   occurs than in the baseline (or, without a baseline, by the scorer's anomaly score and
-   whether it is an error).
-2. What kind of fault: the weighed templates (and metric deviations) vote for fault kinds
-   through a lexicon of well-known failure messages; each kind belongs to a category.
-3. Which service: a service is blamed for its own unusual templates and metric
-   deviations, and, when other services' errors name it (``lookup X``, ``upstream X``),
-   part of their weight moves to it, because the one named is the callee that fails.
+How it thinks:
+1. Every signal (``pipelines/reasoning/signals``: log templates, metrics, traces) reads the
+   evidence and returns findings: a service, a fault type, a strength 0..1 and the evidence
+   in words (template text with counts, metric before/after, call edge latencies).
+2. A service's score adds the strongest finding of each signal, so a service that several
+   kinds of evidence agree on beats one that a single noisy signal points at. Signals already
+   separate the cause from its victims (a caller's error naming its callee blames the callee;
+   a slow edge is blamed on the endpoint whose other edges are slow too).
+3. A service's fault type is the one its evidence supports most: a CPU rise of its own pod
+   outranks the slowness it causes; latency alone is a symptom and never the named type when
+   anything else is known. The category follows the top hypothesis's fault type, unless the
+   logs as a whole speak clearly of another kind (DNS, database, security, external).
+4. Remediation is the playbook of the top hypothesis's fault type, with its service filled in.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections import defaultdict
-from dataclasses import dataclass, field
 
-from anomaly import TemplateStats
 from pipelines.reasoning.base import Evidence, Verdict
 from pipelines.reasoning.playbooks import remediation_for
+from pipelines.reasoning.signals import Finding, collect
+from pipelines.reasoning.signals.lexicon import KINDS_BY_NAME, kinds_in
 from pipelines.schemas import Category, Classification, Hypothesis
 
-
-@dataclass(frozen=True)
-class FaultKind:
-    name: str
-    category: Category
-    cause: str
-    pattern: re.Pattern[str]
-
-
-def _kind(name: str, category: Category, cause: str, *words: str) -> FaultKind:
-    return FaultKind(name, category, cause, re.compile("|".join(words), re.IGNORECASE))
-
-
-FAULT_KINDS: list[FaultKind] = [
-    _kind("memory_leak", Category.application, "memory exhaustion (leak) ending in out-of-memory errors",
-          r"OutOfMemory", r"heap space", r"OOMKill", r"GC overhead", r"memory leak", r"exit code 137", r"Full GC"),
-    _kind("db_connection_exhaustion", Category.database, "database connections exhausted",
-          r"too many clients", r"max_connections", r"connection is not available", r"HikariPool", r"pool (is )?exhausted",
-          r"SQLTransientConnection", r"too many connections", r"remaining connection slots"),
-    _kind("database_error", Category.database, "database errors (locks, deadlocks, failing queries)",
-          r"deadlock", r"lock wait timeout", r"SQLException", r"relation .* does not exist", r"replication lag",
-          r"could not serialize access", r"database .* (is|was) (down|unavailable)"),
-    _kind("dns_failure", Category.network, "DNS resolution failures",
-          r"UnknownHost", r"no such host", r"name resolution", r"ENOTFOUND", r"EAI_AGAIN", r"NXDOMAIN", r"SERVFAIL",
-          r"lookup \S+ on \S+:53", r"plugin/errors"),
-    _kind("network_delay", Category.network, "network latency or timeouts between services",
-          r"i/o timeout", r"connect(ion)? timed out", r"read timed out", r"SocketTimeout", r"deadline exceeded",
-          r"context deadline", r"ETIMEDOUT", r"504 Gateway Timeout"),
-    _kind("network_error", Category.network, "network connectivity failures",
-          r"connection refused", r"connection reset", r"ECONNREFUSED", r"ECONNRESET", r"no route to host",
-          r"network is unreachable", r"EHOSTUNREACH", r"broken pipe", r"TLS handshake"),
-    _kind("cpu_contention", Category.infrastructure, "CPU saturation or throttling",
-          r"CPU throttl", r"cpu_throttled", r"throttling", r"load average", r"thread pool saturated", r"lagging",
-          r"starved", r"CPU (usage )?(at|above) \d+"),
-    _kind("disk_full", Category.infrastructure, "disk full or node disk pressure",
-          r"No space left", r"DiskPressure", r"disk full", r"ephemeral-storage", r"ENOSPC", r"filesystem .* full"),
-    _kind("node_failure", Category.infrastructure, "node or kubelet failure",
-          r"NodeNotReady", r"node .* not ready", r"kubelet", r"MemoryPressure", r"evict"),
-    _kind("credential_stuffing", Category.security, "burst of failed logins (credential stuffing / brute force)",
-          r"login failed", r"invalid credentials", r"authentication failed", r"invalid password", r"account locked",
-          r"brute.?force", r"failed password"),
-    _kind("security_event", Category.security, "unauthorized access attempts",
-          r"unauthori[sz]ed", r"forbidden", r"access denied", r"permission denied", r"invalid token", r"signature .* invalid",
-          r"suspicious"),
-    _kind("external_dependency", Category.external, "a third-party dependency is failing",
-          r"provider", r"third.?party", r"https?://(?![^/\s]*(\.svc|\.local|localhost|127\.0\.0\.1))[^/\s]+\.[a-z]{2,}",
-          r"circuit breaker", r"vendor", r"Service Unavailable", r"api\.[a-z0-9-]+\.(com|io|net)"),
-    _kind("code_exception", Category.application, "application exceptions",
-          r"Exception", r"Traceback", r"panic:", r"NullPointer", r"segfault", r"IllegalState", r"TypeError",
-          r"KeyError", r"500 Internal Server Error", r"unhandled"),
-]
-
-# Metric deviations vote too: a metric name pattern, the kind it suggests, the minimal rise.
-METRIC_KINDS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"cpu", re.I), "cpu_contention"),
-    (re.compile(r"mem", re.I), "memory_leak"),
-    (re.compile(r"latency|duration|response_time", re.I), "network_delay"),
-    (re.compile(r"disk|filesystem", re.I), "disk_full"),
-]
-KINDS_BY_NAME = {k.name: k for k in FAULT_KINDS}
-
-
-@dataclass
-class _Weighed:
-    template: TemplateStats
-    weight: float
-    baseline_count: int
-    kinds: list[str] = field(default_factory=list)
+SYMPTOM_TYPES = {"latency"}
+#: a CPU finding this strong names CPU contention even when the service's edges are slow too
+CPU_OVER_NETWORK = 0.5
+#: log kinds that name a category by themselves, whoever logs them (the culprit may log nothing)
+ROUTING_KINDS = {
+    "db_connection_exhaustion", "database_error", "dns_failure", "credential_stuffing", "security_event",
+    "external_dependency", "memory_leak", "disk_full",
+}
+MAX_EVIDENCE = 5
 
 
 class EvidenceReasoner:
@@ -102,186 +45,109 @@ class EvidenceReasoner:
         return self.decide(evidence)
 
     def decide(self, evidence: Evidence) -> Verdict:
-        weighed = _weigh_templates(evidence)
-        metric_votes = _metric_deviations(evidence)
+        findings, failed = collect(evidence)
+        by_service: dict[str, list[Finding]] = defaultdict(list)
+        for f in findings:
+            if f.strength > 0 and f.service:
+                by_service[f.service].append(f)
 
-        kind_scores: dict[str, float] = defaultdict(float)
-        service_kind: dict[tuple[str, str], float] = defaultdict(float)
-        service_scores: dict[str, float] = defaultdict(float)
-        proofs: dict[str, list[str]] = defaultdict(list)
-        known = set(evidence.digest.services) | {s for s, _ in evidence.metrics}
+        scores = {service: _score(items) for service, items in by_service.items()}
+        ranked = sorted(scores, key=lambda s: (-scores[s], s))
+        hypotheses = [_hypothesis(service, scores, by_service[service], ranked) for service in ranked[:3]]
+        hypotheses = _at_least_two(hypotheses, evidence)
 
-        for item in weighed:
-            t = item.template
-            owners = _owners(t)
-            for kind in item.kinds:
-                kind_scores[kind] += item.weight
-                for service, share in owners:
-                    service_kind[(service, kind)] += item.weight * share
-            for service, share in owners:
-                service_scores[service] += item.weight * share
-                if item.weight > 0 and len(proofs[service]) < 4:
-                    proofs[service].append(_template_proof(item))
-            for named in _named_services(t, known):
-                # the callee named in someone else's errors is blamed for most of that weight
-                if named not in {s for s, _ in owners}:
-                    service_scores[named] += item.weight * 0.8
-                    for kind in item.kinds:
-                        service_kind[(named, kind)] += item.weight * 0.8
-                    if len(proofs[named]) < 4:
-                        proofs[named].append(f"named in errors of other services: {_template_proof(item)}")
-
-        for service, metric, before, after, rise in metric_votes:
-            weight = 2.0 * math.log1p(rise)
-            service_scores[service] += weight
-            for pattern, kind in METRIC_KINDS:
-                if pattern.search(metric):
-                    kind_scores[kind] += weight
-                    service_kind[(service, kind)] += weight
-            if len(proofs[service]) < 6:
-                proofs[service].append(f"metric {metric}: {before:.3g} -> {after:.3g} (baseline -> incident)")
-
-        alert_service = evidence.alert.service
-        if not service_scores and alert_service:
-            service_scores[alert_service] = 0.1
-        top_kinds = sorted(kind_scores.items(), key=lambda kv: kv[1], reverse=True)
-        if not top_kinds:
-            top_kinds = [("unknown", 0.0)]
-        total_kind = sum(v for _, v in top_kinds) or 1.0
-        first_kind = top_kinds[0][0]
-        category = KINDS_BY_NAME[first_kind].category if first_kind in KINDS_BY_NAME else Category.application
-        category_confidence = min(0.99, max(0.2, top_kinds[0][1] / total_kind)) if top_kinds[0][1] > 0 else 0.2
-
-        ranked_services = sorted(service_scores.items(), key=lambda kv: kv[1], reverse=True)
-        hypotheses = _hypotheses(ranked_services, top_kinds, service_kind, proofs, evidence)
+        category, confidence = _classify(hypotheses[0], evidence, by_service)
         namespace = evidence.alert.labels.get("namespace")
-        remediation = remediation_for(hypotheses[0].fault_type or "unknown", hypotheses[0].service, namespace)
+        top = hypotheses[0]
         return Verdict(
-            classification=Classification(category=category, confidence=round(category_confidence, 3)),
+            classification=Classification(category=category, confidence=round(confidence, 3)),
             hypotheses=hypotheses,
-            remediation=remediation,
+            remediation=remediation_for(top.fault_type or "unknown", top.service, namespace),
             reasoner=self.name,
+            degraded_reasons=failed,
         )
 
 
-def _owners(t: TemplateStats) -> list[tuple[str, float]]:
-    total = sum(t.services.values()) or 1
-    return [(s, n / total) for s, n in t.services.items() if s]
+def _score(items: list[Finding]) -> float:
+    """Sum over signals of each signal's strongest finding."""
+    best: dict[str, float] = {}
+    for f in items:
+        best[f.signal] = max(best.get(f.signal, 0.0), f.strength)
+    return sum(best.values())
 
 
-def _weigh_templates(evidence: Evidence) -> list[_Weighed]:
-    """Weight = how much a template grew against the baseline, boosted for errors and the scorer's flags."""
-    baseline_counts: dict[str, int] = {}
-    if evidence.baseline_digest is not None:
-        for t in evidence.baseline_digest.templates.values():
-            baseline_counts[t.text] = baseline_counts.get(t.text, 0) + t.count
-    scale = (evidence.baseline_digest.lines / max(1, evidence.digest.lines)) if evidence.baseline_digest else 1.0
-    flagged = {i.template_id: i.score for i in evidence.report.templates if i.template_id}
-    out = []
-    for tid, t in evidence.digest.templates.items():
-        base = baseline_counts.get(t.text, 0)
-        if evidence.baseline_digest is not None:
-            expected = base / scale if scale else base
-            growth = max(0.0, t.count - expected * 1.5)
-            if growth <= 0:
-                continue
-            weight = math.log1p(growth) * (1.0 if base else 1.5)
-        else:
-            weight = math.log1p(t.count) * flagged.get(tid, 0.0)
-        if t.is_error:
-            weight *= 2.0
-        weight *= 1.0 + flagged.get(tid, 0.0)
-        if weight <= 0:
-            continue
-        text = " ".join([t.text, *t.samples[:2], *t.exception_types])
-        kinds = [k.name for k in FAULT_KINDS if k.pattern.search(text)]
-        out.append(_Weighed(t, weight, base, kinds))
-    return out
+def fault_type_of(items: list[Finding]) -> str:
+    """The fault type a service's evidence supports most (see module doc, step 3)."""
+    weight: dict[str, float] = defaultdict(float)
+    for f in items:
+        weight[f.fault_type] = max(weight[f.fault_type], f.strength)
+    if weight.get("cpu_contention", 0.0) >= CPU_OVER_NETWORK:
+        return "cpu_contention"
+    causes = {k: v for k, v in weight.items() if k not in SYMPTOM_TYPES}
+    pool = causes or weight
+    return max(pool, key=lambda k: (pool[k], k)) if pool else "unknown"
 
 
-def _metric_deviations(evidence: Evidence) -> list[tuple[str, str, float, float, float]]:
-    """(service, metric, before, after, relative rise) for metrics clearly above their baseline."""
-    out = []
-    for (service, metric), points in evidence.metrics.items():
-        values = [v for _, v in points if v == v]
-        if len(values) < 2:
-            continue
-        if evidence.baseline_metrics and (service, metric) in evidence.baseline_metrics:
-            base_values = [v for _, v in evidence.baseline_metrics[(service, metric)] if v == v]
-        else:
-            base_values = values[: max(1, len(values) // 2)]
-        if not base_values:
-            continue
-        before = sorted(base_values)[len(base_values) // 2]
-        after = max(values[len(values) // 2 :])
-        spread = (max(base_values) - min(base_values)) or abs(before) * 0.1 or 1e-9
-        if after - before > 3 * spread and after > before * 1.3:
-            out.append((service, metric, before, after, (after - before) / (abs(before) + 1e-9)))
-    return out
+def _hypothesis(service: str, scores: dict[str, float], items: list[Finding], ranked: list[str]) -> Hypothesis:
+    fault_type = fault_type_of(items)
+    kind = KINDS_BY_NAME.get(fault_type)
+    top_two = sum(scores[s] for s in ranked[:2]) or 1.0
+    confidence = min(0.95, max(0.05, scores[service] / top_two))
+    ordered = sorted(items, key=lambda f: -f.strength)
+    evidence = [f"[{f.signal}] {f.evidence}" for f in ordered[:MAX_EVIDENCE]]
+    return Hypothesis(
+        cause=f"{kind.cause if kind else 'unusual behaviour'} in {service}",
+        confidence=round(confidence, 3),
+        evidence=evidence,
+        category=kind.category if kind else Category.application,
+        service=service,
+        fault_type=fault_type if kind else "unknown",
+    )
 
 
-_NAME_SPLIT = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-def _named_services(t: TemplateStats, known: set[str]) -> set[str]:
-    """Known services named in an error's text (the callee a caller complains about)."""
-    if not t.is_error:
-        return set()
-    words = set()
-    for text in (t.text, *t.samples[:2]):
-        for token in _NAME_SPLIT.split(text):
-            if token in known:
-                words.add(token)
-        for host in re.findall(r"([a-z0-9-]+)\.[a-z0-9-]+\.svc", text):
-            if host in known:
-                words.add(host)
-    return words
-
-
-def _template_proof(item: _Weighed) -> str:
-    t = item.template
-    text = t.text if len(t.text) <= 160 else t.text[:157] + "..."
-    return f'"{text}" x{t.count} (baseline {item.baseline_count})'
-
-
-def _hypotheses(
-    ranked_services: list[tuple[str, float]],
-    top_kinds: list[tuple[str, float]],
-    service_kind: dict[tuple[str, str], float],
-    proofs: dict[str, list[str]],
-    evidence: Evidence,
-) -> list[Hypothesis]:
-    total = sum(score for _, score in ranked_services) or 1.0
-    hypotheses: list[Hypothesis] = []
-    for service, score in ranked_services[:3]:
-        kinds = sorted(((k, v) for (s, k), v in service_kind.items() if s == service), key=lambda kv: kv[1], reverse=True)
-        kind_name = kinds[0][0] if kinds else top_kinds[0][0]
-        kind = KINDS_BY_NAME.get(kind_name)
-        cause = f"{kind.cause if kind else 'unusual errors'} in {service}"
+def _at_least_two(hypotheses: list[Hypothesis], evidence: Evidence) -> list[Hypothesis]:
+    """An Analysis carries 2-3 hypotheses; with little evidence the rest say so plainly."""
+    alert_service = evidence.alert.service
+    if not hypotheses:
         hypotheses.append(
             Hypothesis(
-                cause=cause,
-                confidence=round(min(0.95, max(0.05, score / total)), 3),
-                evidence=proofs.get(service, [])[:5] or [f"{service} has the most unusual log activity"],
-                category=kind.category if kind else Category.application,
-                service=service,
-                fault_type=kind_name if kind else "unknown",
+                cause=f"no clear cause in the evidence; start with {alert_service or 'the alerting service'}",
+                confidence=0.1,
+                evidence=[f"alert {evidence.alert.name} on {alert_service or 'an unknown service'}; no signal found"],
+                category=Category.application,
+                service=alert_service,
+                fault_type="unknown",
             )
         )
-    while len(hypotheses) < 2:
-        # one service only: the second hypothesis is the next fault kind on the same service, or a generic one
-        service = hypotheses[0].service if hypotheses else evidence.alert.service
-        used = {h.fault_type for h in hypotheses}
-        alt = next((k for k, _ in top_kinds if k not in used and k in KINDS_BY_NAME), None)
-        kind = KINDS_BY_NAME.get(alt or "")
+    if len(hypotheses) < 2:
+        first = hypotheses[0]
+        service = alert_service if alert_service and alert_service != first.service else first.service
         hypotheses.append(
             Hypothesis(
-                cause=f"{kind.cause if kind else 'a recent change'} in {service or 'the alerting service'}",
+                cause=f"a recent change in {service or 'the alerting service'}",
                 confidence=0.05,
-                evidence=[f"alert {evidence.alert.name} on {evidence.alert.service or 'unknown service'}"],
-                category=kind.category if kind else Category.application,
+                evidence=[f"alert {evidence.alert.name} on {alert_service or 'an unknown service'}"],
+                category=first.category,
                 service=service,
-                fault_type=alt or "unknown",
+                fault_type="unknown",
             )
         )
     return hypotheses
+
+
+def _classify(top: Hypothesis, evidence: Evidence, by_service: dict[str, list[Finding]]) -> tuple[Category, float]:
+    """Category of the incident: the top hypothesis's, unless the logs clearly route elsewhere."""
+    votes: dict[str, float] = defaultdict(float)
+    for items in by_service.values():
+        for f in items:
+            if f.signal == "logs":
+                for kind in kinds_in(f.evidence):
+                    votes[kind] += f.strength
+    routing = {k: v for k, v in votes.items() if k in ROUTING_KINDS}
+    top_kind = KINDS_BY_NAME.get(top.fault_type or "")
+    if routing:
+        kind_name = max(routing, key=lambda k: (routing[k], k))
+        kind = KINDS_BY_NAME[kind_name]
+        if routing[kind_name] >= 0.5 and (top_kind is None or top_kind.category != kind.category):
+            return kind.category, min(0.9, 0.4 + routing[kind_name] / (1.0 + sum(votes.values())))
+    return top.category, max(0.2, min(0.95, top.confidence))

@@ -58,7 +58,16 @@ def _mentions(service: str) -> list[re.Pattern[str]]:
 def named_services(t: TemplateStats, known: set[str]) -> set[str]:
     """Known services named in the text of a template (the callee a caller complains about)."""
     text = " ".join([t.text, *t.samples[:2]]).lower()
-    return {service for service in known if any(p.search(text) for p in _mentions(service))}
+    named = set()
+    for service in sorted(known, key=len, reverse=True):
+        full = _mentions(service)[0]
+        if full.search(text):
+            named.add(service)
+            text = full.sub(" ", text)  # a full name is not also a stem of another service
+    for service in known - named:
+        if any(p.search(text) for p in _mentions(service)[1:]):
+            named.add(service)
+    return named
 
 
 def onset_factors(digest: Digest, alert_ts: float) -> dict[str, float]:
