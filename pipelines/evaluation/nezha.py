@@ -239,8 +239,9 @@ class _MetricDay:
 
     @staticmethod
     def _times(column: pd.Series, path: Path) -> list[float]:
-        # "2023-01-29 08:41:09.969234525 +0000 UTC m=+1.04": the wall clock is the first 26 characters.
-        stamps = pd.to_datetime(column.astype(str).str.slice(0, 26), errors="coerce", utc=True)
+        # "2023-01-29 08:41:09.969234525 +0000 UTC m=+1.04": the wall clock (UTC) leads the text.
+        clock = column.astype(str).str.extract(r"^(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?)")[0]
+        stamps = pd.to_datetime(clock, errors="coerce", utc=True, format="ISO8601")
         if stamps.isna().all() and len(column):
             raise NezhaDatasetError(f"{path}: no readable time in the {_METRIC_TIME} column")
         return [s.timestamp() if not pd.isna(s) else float("nan") for s in stamps]

@@ -1,0 +1,108 @@
+"""The evidence reasoner on synthetic incidents where the cause and the victim differ."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from anomaly import AnomalyReport, Digest, LogRecord
+from pipelines.reasoning.base import Evidence
+from pipelines.reasoning.evidence import EvidenceReasoner
+from pipelines.reasoning.signals.traces import TraceSignal
+from pipelines.schemas import Alert, Category, Span
+
+T0 = 1_700_000_000.0
+ALERT = Alert(name="HighErrorRate", timestamp=datetime.fromtimestamp(T0, tz=timezone.utc), labels={"service": "gateway", "namespace": "shop"})
+
+
+def _digest(rows: list[tuple[str, str, str, float]]) -> Digest:
+    return Digest.from_records([LogRecord(message=m, timestamp=t, level=lv, service=s) for s, lv, m, t in rows])
+
+
+def _normal(start: float, n: int = 40) -> list[tuple[str, str, str, float]]:
+    rows = []
+    for i in range(n):
+        t = start + i * 3
+        rows.append(("gateway", "INFO", f"GET /api/orders 200 in {10 + i % 5} ms", t))
+        rows.append(("orders", "INFO", f"order {1000 + i} created", t))
+        rows.append(("payments", "INFO", f"payment {2000 + i} captured", t))
+    return rows
+
+
+def _evidence(window: Digest, baseline: Digest, **extra) -> Evidence:
+    return Evidence(alert=ALERT, summary="", digest=window, report=AnomalyReport(), baseline_digest=baseline, **extra)
+
+
+def _spans(start: float, slow_service: str | None, delay_ms: float) -> list[Span]:
+    """gateway -> orders -> payments and gateway -> catalog; the slow service's edges gain delay_ms."""
+    spans = []
+    for i in range(20):
+        tid = f"t{start}-{i}"
+        t = start + i
+
+        def dur(base: float, *services: str) -> float:
+            return base + (delay_ms if slow_service in services else 0.0)
+
+        pay = Span(trace_id=tid, span_id=f"{tid}p", parent_id=f"{tid}o", service="payments", start=t, duration_ms=5.0)
+        orders = Span(trace_id=tid, span_id=f"{tid}o", parent_id=f"{tid}g", service="orders", start=t, duration_ms=pay.duration_ms + dur(3.0, "payments"))
+        catalog = Span(trace_id=tid, span_id=f"{tid}c", parent_id=f"{tid}g", service="catalog", start=t, duration_ms=4.0)
+        gateway = Span(trace_id=tid, span_id=f"{tid}g", parent_id=None, service="gateway", start=t,
+                       duration_ms=orders.duration_ms + catalog.duration_ms + dur(2.0, "orders"))
+        spans += [gateway, orders, catalog, pay]
+    return spans
+
+
+def test_callee_named_in_callers_errors_is_the_cause() -> None:
+    baseline = _digest(_normal(T0 - 600))
+    window_rows = _normal(T0 - 60)
+    for i in range(30):  # after the alert: orders fails calling payments-service; payments logs nothing
+        window_rows.append(("orders", "ERROR", f"call to payments-service failed: HTTP 500 for order {i}", T0 + 1 + i))
+    verdict = EvidenceReasoner().decide(_evidence(_digest(window_rows), baseline))
+    top = verdict.hypotheses[0]
+    assert top.service == "payments"
+    assert top.category == Category.application
+    assert any("payments-service failed" in e for e in top.evidence)
+    assert "orders" in [h.service for h in verdict.hypotheses]
+
+
+def test_slow_callee_beats_the_caller_that_waits() -> None:
+    digest = _digest(_normal(T0 - 60))
+    evidence = _evidence(digest, _digest(_normal(T0 - 600)), spans=_spans(T0, "payments", 400.0), baseline_spans=_spans(T0 - 600, None, 0.0))
+    ranked = {f.service: f.strength for f in TraceSignal().findings(evidence) if f.fault_type == "network_delay"}
+    assert max(ranked, key=ranked.get) == "payments"
+    assert ranked["payments"] > ranked.get("orders", 0.0)
+    verdict = EvidenceReasoner().decide(evidence)
+    assert verdict.hypotheses[0].service == "payments"
+    assert verdict.hypotheses[0].fault_type == "network_delay"
+    assert verdict.classification.category == Category.network
+    assert any("tc" in (s.command or "") for s in verdict.remediation)
+
+
+def test_own_cpu_rise_names_cpu_contention_with_before_after_values() -> None:
+    digest = _digest(_normal(T0 - 60))
+    metrics = {("orders", "cpu_usage_percent"): [(T0 + i * 15, 95.0) for i in range(8)],
+               ("payments", "cpu_usage_percent"): [(T0 + i * 15, 21.0 + i % 3) for i in range(8)]}
+    baseline = {k: [(T0 - 900 + i * 15, 20.0 + (i % 5)) for i in range(40)] for k in metrics}
+    verdict = EvidenceReasoner().decide(_evidence(digest, _digest(_normal(T0 - 600)), metrics=metrics, baseline_metrics=baseline))
+    top = verdict.hypotheses[0]
+    assert top.service == "orders" and top.fault_type == "cpu_contention"
+    assert verdict.classification.category == Category.infrastructure
+    assert any("->" in e and "95" in e for e in top.evidence)
+    assert all("orders" in s.action or "noisy" in s.action for s in verdict.remediation[:2])
+
+
+def test_errors_already_present_before_the_alert_weigh_little() -> None:
+    baseline = _digest(_normal(T0 - 600))
+    rows = _normal(T0 - 120, 80)
+    for i in range(40):  # steady background error, same rate before and after the alert
+        rows.append(("orders", "ERROR", f"retrying stale cache entry {i}", T0 - 120 + i * 6))
+    for i in range(20):  # new after the alert
+        rows.append(("payments", "ERROR", f"NullPointerException in capture {i}", T0 + 5 + i))
+    verdict = EvidenceReasoner().decide(_evidence(_digest(rows), baseline))
+    assert verdict.hypotheses[0].service == "payments"
+
+
+def test_no_evidence_still_answers_two_hypotheses() -> None:
+    empty = _digest([])
+    verdict = EvidenceReasoner().decide(_evidence(empty, empty))
+    assert len(verdict.hypotheses) >= 2
+    assert verdict.remediation
