@@ -58,6 +58,11 @@ _SLACK = re.compile(
     r"\bxox[abposr]-[A-Za-z0-9-]{10,}"
     r"|https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9/_-]+"
 )
+# A token that starts with an issuer's published prefix but whose rest was altered (a template
+# miner's placeholders replace its digits, a hyphen went missing): the whole token goes.
+_PREFIXED_TOKEN = re.compile(
+    r"\b(?:AKIA|ASIA|gh[pousr]_|github_pat_|xox[abposr]|eyJ[A-Za-z0-9_-]{4,}\.)[^\s\"'`,;()\[\]{}]{8,}"
+)
 _PASSWORD_FIELD = re.compile(
     r"(?P<head>(?i:\b(?:password|passwd|pwd|secret|api[_-]?key|client[_-]?secret"
     r"|(?:access|auth|api|refresh|session)[_-]?token))"
@@ -103,6 +108,7 @@ _RULES: Sequence[tuple[str, re.Pattern[str], Callable[[re.Match[str]], str], tup
     ("aws_secret", _AWS_SECRET, _keep_head("aws_secret"), ("secret",)),
     ("github_token", _GITHUB, _whole("github_token"), ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),
     ("slack_token", _SLACK, _whole("slack_token"), ("xox", "hooks.slack.com")),
+    ("token", _PREFIXED_TOKEN, _whole("token"), ("akia", "asia", "gh", "xox", "eyj")),
     ("password", _PASSWORD_FIELD, _keep_head("password"), ("pass", "pwd", "secret", "key", "token")),
     ("email", _EMAIL, _whole("email"), ("@",)),
     ("card_number", _CARD, _card, None),
