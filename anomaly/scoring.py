@@ -264,8 +264,18 @@ def _score_services(window: Digest, baseline: Digest | None, scored: list[Scored
     return items
 
 
+METRIC_FIT_SAMPLE = 4096
+
+
 def _score_metrics(metrics: MetricFrame, baseline: MetricFrame, random_state: int) -> list[ScoredItem]:
-    items = []
+    """Score every metric series against its own baseline with ONE IsolationForest.
+
+    Each series is put on a common scale (robust z-score against its baseline median and
+    MAD, or against the window itself without one); the forest is fitted once on the pooled
+    reference points of all series and scores the window points of all series in one call.
+    Hundreds of series (one per pod and metric) then cost one fit, not hundreds.
+    """
+    prepared = []
     for (svc, name), series in sorted(metrics.items()):
         vals = np.asarray([v for _, v in series if v is not None and math.isfinite(v)], dtype=float)
         if len(vals) == 0:
@@ -276,15 +286,27 @@ def _score_metrics(metrics: MetricFrame, baseline: MetricFrame, random_state: in
         ref = base if len(base) >= 5 else vals
         med = float(np.median(ref))
         mad = float(np.median(np.abs(ref - med))) * 1.4826 or (abs(med) * 0.05 + 1e-9)
-        z = np.abs(vals - med) / mad
+        prepared.append((svc, name, series, vals, len(base) >= 5, med, mad, np.abs(ref - med) / mad, np.abs(vals - med) / mad))
+    if not prepared:
+        return []
+    pooled_ref = np.concatenate([p[7] for p in prepared])
+    if len(pooled_ref) > METRIC_FIT_SAMPLE:
+        pooled_ref = np.random.default_rng(random_state).choice(pooled_ref, METRIC_FIT_SAMPLE, replace=False)
+    window_z = np.concatenate([p[8] for p in prepared])
+    # z-scores are capped so one absurd spike (a 3600 s sentinel) does not stretch the scale
+    if_scores = _if_scores(np.minimum(pooled_ref, 50.0).reshape(-1, 1), np.minimum(window_z, 50.0).reshape(-1, 1), random_state)
+    items = []
+    offset = 0
+    for svc, name, series, vals, has_base, med, _mad, _ref_z, z in prepared:
+        s_if = if_scores[offset: offset + len(vals)]
+        offset += len(vals)
         worst = int(np.argmax(z))
-        s_if = _if_scores(ref.reshape(-1, 1), vals.reshape(-1, 1), random_state) if len(ref) >= 5 else np.zeros(len(vals))
         top_if = float(np.sort(s_if)[-3:].mean()) if len(s_if) else 0.0
         score = min(1.0, 0.5 * (1.0 - math.exp(-float(z[worst]) / 6.0)) + 0.5 * max(0.0, top_if - 0.3) / 0.7)
         items.append(
             ScoredItem(
                 kind="metric", subject=name, score=round(score, 4), service=svc,
-                detail=f"peak {vals[worst]:.4g} vs {'baseline' if len(base) >= 5 else 'window'} median {med:.4g} ({z[worst]:.1f} robust sd)",
+                detail=f"peak {vals[worst]:.4g} vs {'baseline' if has_base else 'window'} median {med:.4g} ({z[worst]:.1f} robust sd)",
                 evidence=[f"{_iso(t)} {v:.4g}" for t, v in series[-5:] if v is not None],
                 flagged=score >= FLAG_THRESHOLD,
             )
