@@ -36,22 +36,35 @@ def summarizer_autoscaling(settings: Settings, **overrides: Any) -> dict[str, An
     return config
 
 
-def build_app(settings: Settings, *, autoscaling: dict[str, dict[str, Any]] | None = None) -> Application:
+STAGES = ("Summarizer", "AnomalyScorer", "Reasoner")
+
+
+def build_app(
+    settings: Settings,
+    *,
+    autoscaling: dict[str, dict[str, Any]] | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> Application:
     """Bind the deployments into one application; the ingress holds handles to the stages.
 
-    Every stage autoscales (``deployments/*.py`` hold the defaults); ``autoscaling`` replaces
-    keys of a deployment's ``autoscaling_config`` by deployment name, e.g.
-    ``{"Summarizer": {"max_replicas": 3}}``.
+    Every stage autoscales (``deployments/*.py`` hold the defaults). By deployment name,
+    ``autoscaling`` replaces keys of its ``autoscaling_config`` (``{"Summarizer":
+    {"max_replicas": 3}}``) and ``options`` adds other ``.options()`` of Serve
+    (``{"Summarizer": {"max_replicas_per_node": 1}}``): for benchmarks and tests.
     """
-    extra = autoscaling or {}
-    unknown = set(extra) - {"Summarizer", "AnomalyScorer", "Reasoner"}
+    extra, more = autoscaling or {}, options or {}
+    unknown = (set(extra) | set(more)) - set(STAGES)
     if unknown:
-        raise ValueError(f"autoscaling: no deployment named {', '.join(sorted(unknown))}")
+        raise ValueError(f"no stage deployment named {', '.join(sorted(unknown))}; the stages are {', '.join(STAGES)}")
     summarizer = Summarizer.options(
-        autoscaling_config=summarizer_autoscaling(settings, **extra.get("Summarizer", {}))
+        autoscaling_config=summarizer_autoscaling(settings, **extra.get("Summarizer", {})), **more.get("Summarizer", {})
     ).bind(settings.max_line_bytes)
-    scorer = AnomalyScorer.options(autoscaling_config={**SCORER_AUTOSCALING, **extra.get("AnomalyScorer", {})}).bind()
-    reasoner = Reasoner.options(autoscaling_config={**REASONER_AUTOSCALING, **extra.get("Reasoner", {})}).bind(settings)
+    scorer = AnomalyScorer.options(
+        autoscaling_config={**SCORER_AUTOSCALING, **extra.get("AnomalyScorer", {})}, **more.get("AnomalyScorer", {})
+    ).bind()
+    reasoner = Reasoner.options(
+        autoscaling_config={**REASONER_AUTOSCALING, **extra.get("Reasoner", {})}, **more.get("Reasoner", {})
+    ).bind(settings)
     return Ingress.bind(settings, summarizer, scorer, reasoner)
 
 
