@@ -23,7 +23,8 @@ MIN_EDGE_SAMPLES = 3
 MIN_EDGE_GROWTH = 1.5  # window/baseline ratio of the edge gap that counts as slower
 MIN_SELF_GROWTH = 1.5
 SMOOTH_MS = 1.0
-CALLEE_PRIOR = 0.25  # a slow edge with no other clue is blamed mostly on the callee  # keeps ratios of sub-millisecond gaps from exploding
+CALLEE_PRIOR = 0.25  # a slow edge with no other clue is blamed mostly on the callee
+EDGE_SCALE = 1.5  # log-growth of slow edges (shared out) that gives 0.63: a 20x slower edge is strong evidence
 
 
 def _index(spans: list[Span]) -> tuple[dict[str, Span], dict[str, list[Span]]]:
@@ -115,7 +116,7 @@ class TraceSignal:
                     signal=self.name,
                     fault_type="network_delay",
                     category=Category.network,
-                    strength=round(saturate(value, 3.0), 4),
+                    strength=round(saturate(value, EDGE_SCALE), 4),
                     evidence=(
                         f"{n_slow} of {len(edges_of[service])} call edges of {service} slower; worst {edge[0]} -> {edge[1]}: "
                         f"median gap {median(baseline[edge]):.1f} ms -> {median(window[edge]):.1f} ms"
