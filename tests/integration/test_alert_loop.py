@@ -14,6 +14,9 @@ test's Prometheus and Loki (``RCA_PROMETHEUS_URL``, ``RCA_LOKI_URL``); its auth 
 session app's (tests/conftest.py). Alertmanager posts to that application's
 ``POST /webhook/alertmanager`` with the session's webhook token.
 
+While the alert resolves, every PromQL expression of the Grafana dashboards is run against this
+Prometheus: all are valid, and those over metrics the loop produces return data.
+
 Waits poll with generous deadlines; no assertion is about time. The whole test takes about
 2.5 minutes, most of it waiting for the 5xx ratio over the rule's 2-minute window to fall
 under 5 % after the fault is cleared.
@@ -21,7 +24,9 @@ under 5 % after the fault is cleared.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -148,6 +153,17 @@ def _prometheus_query(stack: Stack, expr: str) -> list[dict[str, Any]]:
     return answer["data"]["result"]
 
 
+def _dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every Prometheus target of the shipped Grafana dashboards."""
+    queries = []
+    for path in sorted((REPO / "configs" / "grafana" / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                if target.get("expr"):
+                    queries.append((f"{path.stem}: {panel['title']}", target["expr"]))
+    return queries
+
+
 def _incident(app: str, service: str, name: str, since: str, headers: dict[str, str]) -> dict | None:
     page = httpx.get(f"{app}/api/incidents", params={"service": service, "since": since, "page_size": 100},
                      headers=headers, timeout=10)
@@ -199,6 +215,20 @@ def test_a_fault_fires_a_rule_and_alertmanager_opens_then_resolves_an_analyzed_i
 
     # Clear the fault: the alert resolves, Alertmanager sends `resolved`, the incident closes.
     assert httpx.delete(f"{loop_stack.workload}/fault", timeout=5).json()["fault"] is False
+
+    # Meanwhile, the dashboards' PromQL against this Prometheus: every expression is valid, and every
+    # one over metrics this loop produces returns data (Kafka, LLM and DLQ series exist only with those).
+    names = set(httpx.get(f"{loop_stack.prometheus}/api/v1/label/__name__/values", timeout=5).json()["data"])
+    checked = []
+    for title, expr in _dashboard_queries():
+        query = expr.replace("$__rate_interval", "1m")
+        answer = httpx.get(f"{loop_stack.prometheus}/api/v1/query", params={"query": query}, timeout=10).json()
+        assert answer["status"] == "success", f"{title}: {expr}: {answer.get('error')}"
+        metric = re.search(r"\bray_[a-z_]+", expr)
+        if metric and (metric.group(0) in names):
+            assert answer["data"]["result"], f"{title}: {expr} returns no data while its metric is scraped"
+            checked.append(title)
+    assert any("Stage latency" in t for t in checked) and any("Log lines" in t for t in checked)
     resolved = wait_for(
         f"the {alert_name} incident resolved",
         lambda: (i if (i := _incident(loop_app, service, alert_name, since, headers)) and i["status"] == "resolved" else None),
