@@ -20,6 +20,7 @@ from pipelines.reasoning.signals.base import Finding, median, saturate
 from pipelines.schemas import Category, Span
 
 MIN_EDGE_SAMPLES = 3
+MIN_BASELINE_SAMPLES = 2  # a short baseline sees a rare edge only a few times; its median still anchors a many-fold growth
 MIN_EDGE_GROWTH = 1.5  # window/baseline ratio of the edge gap that counts as slower
 MIN_SELF_GROWTH = 1.5
 SMOOTH_MS = 1.0
@@ -58,7 +59,7 @@ def self_times(spans: list[Span]) -> dict[str, list[float]]:
 
 
 def _growth(window: list[float], baseline: list[float]) -> float | None:
-    if len(window) < MIN_EDGE_SAMPLES or len(baseline) < MIN_EDGE_SAMPLES:
+    if len(window) < MIN_EDGE_SAMPLES or len(baseline) < MIN_BASELINE_SAMPLES:
         return None
     return (median(window) + SMOOTH_MS) / (median(baseline) + SMOOTH_MS)
 
@@ -86,30 +87,34 @@ class TraceSignal:
             if g is not None:
                 growth[edge] = g
         edges_of: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        incoming: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for edge in growth:
+            incoming[edge[1]].append(edge)
             for service in edge:
                 edges_of[service].append(edge)
         slow = {e for e, g in growth.items() if g >= MIN_EDGE_GROWTH}
 
         def slow_share(service: str) -> float:
-            mine = edges_of[service]
+            """Share of the service's incoming edges that got slower: every caller waits on a delayed service."""
+            mine = incoming[service]
             return sum(1 for e in mine if e in slow) / len(mine) if mine else 0.0
 
         score: dict[str, float] = defaultdict(float)
         worst: dict[str, tuple[float, tuple[str, str]]] = {}
         for edge in slow:
             caller, callee = edge
-            weight = math.log(growth[edge])
-            # the endpoint whose other edges are slow too is the cause; alone, the callee is
+            weight = math.log(growth[edge] / MIN_EDGE_GROWTH)  # growth beyond the noise floor
+            # the endpoint whose callers all wait longer is the cause; with no other clue, the callee is
             f_caller, f_callee = slow_share(caller), slow_share(callee) + CALLEE_PRIOR
             for service, share in ((caller, f_caller / (f_caller + f_callee)), (callee, f_callee / (f_caller + f_callee))):
-                score[service] += weight * share
+                score[service] = max(score[service], weight * share)  # the clearest edge, not many mild ones
                 if service not in worst or worst[service][0] < weight:
                     worst[service] = (weight, edge)
         out = []
         for service, value in score.items():
             _, edge = worst[service]
             n_slow = sum(1 for e in edges_of[service] if e in slow)
+            n_in = sum(1 for e in incoming[service] if e in slow)
             out.append(
                 Finding(
                     service=service,
@@ -118,7 +123,8 @@ class TraceSignal:
                     category=Category.network,
                     strength=round(saturate(value, EDGE_SCALE), 4),
                     evidence=(
-                        f"{n_slow} of {len(edges_of[service])} call edges of {service} slower; worst {edge[0]} -> {edge[1]}: "
+                        f"{n_slow} of {len(edges_of[service])} call edges of {service} slower ({n_in} of {len(incoming[service])} "
+                        f"incoming); worst {edge[0]} -> {edge[1]}: "
                         f"median gap {median(baseline[edge]):.1f} ms -> {median(window[edge]):.1f} ms"
                     ),
                 )
