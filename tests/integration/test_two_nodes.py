@@ -104,6 +104,20 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+def _wait_for_port(port: int, process: subprocess.Popen, deadline_s: float = 90) -> None:
+    import socket
+
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            pytest.fail(f"ray start --head exited with {process.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    pytest.fail(f"the Ray head did not open port {port} within {deadline_s:.0f} s")
+
+
 def _stop(process: subprocess.Popen) -> None:
     """End one ``ray start --block`` (its node goes with it); SIGKILL its own group if it lingers."""
     if process.poll() is not None:
@@ -136,7 +150,7 @@ def two_nodes() -> Iterator[tuple[str, dict[str, str]]]:
     )
     worker = None
     try:
-        time.sleep(3)
+        _wait_for_port(gcs, head)  # the worker joins a head that answers (and has its auth token)
         worker = subprocess.Popen(
             [RAY, "start", f"--address={address}", *common,
              f"--node-manager-port={worker_nm}", f"--object-manager-port={worker_om}",
