@@ -106,3 +106,37 @@ def test_no_evidence_still_answers_two_hypotheses() -> None:
     verdict = EvidenceReasoner().decide(_evidence(empty, empty))
     assert len(verdict.hypotheses) >= 2
     assert verdict.remediation
+
+
+def _fanout_spans(start: float, n: int, delayed: str | None, delay_ms: float, noisy: str | None, noise_ms: float) -> list[Span]:
+    """gateway -> shop -> {stock, prices, reviews}; a delayed service answers late on every incoming edge,
+    a noisy one is a little slower on all of its edges (a busy service, not the cause)."""
+    spans = []
+    for i in range(n):
+        tid = f"f{start}-{i}"
+        t = start + i
+        kids = []
+        for callee in ("stock", "prices", "reviews"):
+            late = (delay_ms if callee == delayed else 0.0) + (noise_ms if noisy in (callee, "shop") else 0.0)
+            kids.append(Span(trace_id=tid, span_id=f"{tid}{callee}", parent_id=f"{tid}s", service=callee, start=t, duration_ms=3.0 + late))
+        shop_gap = (delay_ms if delayed == "shop" else 0.0) + (noise_ms if noisy == "shop" else 0.0)
+        shop = Span(trace_id=tid, span_id=f"{tid}s", parent_id=f"{tid}g", service="shop", start=t,
+                    duration_ms=sum(k.duration_ms for k in kids) + 2.0)
+        gateway = Span(trace_id=tid, span_id=f"{tid}g", parent_id=None, service="gateway", start=t, duration_ms=shop.duration_ms + 2.0 + shop_gap)
+        spans += [gateway, shop, *kids]
+    return spans
+
+
+def test_delay_is_blamed_on_the_service_whose_callers_all_wait() -> None:
+    """Only the edge into ``shop`` is many-fold slower (its outgoing calls are not); ``stock`` is
+    a bit slower on its edge. The baseline saw each edge only twice: a short baseline still anchors it."""
+    window = _fanout_spans(T0, 20, delayed="shop", delay_ms=1500.0, noisy="stock", noise_ms=4.0)
+    baseline = _fanout_spans(T0 - 600, 2, delayed=None, delay_ms=0.0, noisy=None, noise_ms=0.0)
+    evidence = _evidence(_digest(_normal(T0 - 60)), _digest(_normal(T0 - 600)), spans=window, baseline_spans=baseline)
+    ranked = {f.service: f for f in TraceSignal().findings(evidence) if f.fault_type == "network_delay"}
+    assert max(ranked, key=lambda s: ranked[s].strength) == "shop"
+    assert ranked["shop"].strength > 0.9
+    assert "1 of 1 incoming" in ranked["shop"].evidence and "gateway -> shop" in ranked["shop"].evidence
+    verdict = EvidenceReasoner().decide(evidence)
+    assert verdict.hypotheses[0].service == "shop"
+    assert verdict.classification.category == Category.network
