@@ -27,7 +27,7 @@ test: $(STAMP)
 	-scripts/install-prometheus
 	scripts/kafka start
 	@status=0; PATH="$(CURDIR)/$(BIN):$$PATH" \
-		$(BIN)/pytest -p no:cacheprovider -ra $(PYTEST_ARGS) || status=$$?; \
+		$(BIN)/pytest -p no:cacheprovider -ra --durations=15 $(PYTEST_ARGS) || status=$$?; \
 		scripts/kafka stop; exit $$status
 
 # Unit tests only: no Ray, no services; seconds.
