@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import HTTPException, Request, Security
+from pydantic import BaseModel
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,11 +39,19 @@ webhook_basic_scheme = HTTPBasic(
     auto_error=False, scheme_name="webhookBasic", description="Alertmanager basic_auth: any user, the webhook token as password"
 )
 
+class Problem(BaseModel):
+    """Every error answer of the API: what was wrong, and for bad input each field that was."""
+
+    detail: str
+    errors: list[str] | None = None
+
+
 # Documented on every protected route, so clients and schema checks know these answers.
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid credentials; the detail says why"},
-    403: {"description": "Authenticated, but the role is not enough; the detail names the role needed"},
-    429: {"description": "Too many requests from this client; see Retry-After"},
+    401: {"model": Problem, "description": "Missing or invalid credentials; the detail says why"},
+    403: {"model": Problem, "description": "Authenticated, but the role is not enough; the detail names the role needed"},
+    422: {"model": Problem, "description": "Bad input; the detail names each bad field"},
+    429: {"model": Problem, "description": "Too many requests from this client; see Retry-After"},
 }
 
 
@@ -178,4 +187,4 @@ class AuditTrail:
             log.exception("could not write the audit row of %s %s", scope.get("method"), scope.get("path"))
 
 
-__all__ = ["AUTH_RESPONSES", "AuditTrail", "configure", "context_of", "require", "require_webhook"]
+__all__ = ["AUTH_RESPONSES", "Problem", "AuditTrail", "configure", "context_of", "require", "require_webhook"]

@@ -13,17 +13,19 @@ are reached through the handles given at composition (``pipelines/app.py``).
 import asyncio
 import functools
 import logging
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exception_handlers import http_exception_handler
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from anomaly import AnomalyReport, Digest, MetricFrame
-from deployments.auth import AUTH_RESPONSES, AuditTrail, require, require_webhook
+from deployments.auth import AUTH_RESPONSES, AuditTrail, Problem, require, require_webhook
 from deployments.auth import configure as configure_auth
 from deployments.body_limit import BodySizeLimit, BodyTooLarge, RateLimit, RateLimiter, parse_networks
 from pipelines import metrics
@@ -75,6 +77,16 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
     return JSONResponse(status_code=422, content={"detail": "; ".join(problems[:20]), "errors": problems[:100]})
 
 
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """FastAPI answers an unparsable body (bytes that are not UTF-8) with a bare 400; say what it is, as a 422."""
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        metrics.count_rejected("invalid_input")
+        problem = "body: not valid JSON (undecodable bytes)"
+        return JSONResponse(status_code=422, content={"detail": problem, "errors": [problem]})
+    return await http_exception_handler(request, exc)
+
+
 @api.exception_handler(BodyTooLarge)
 async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
     metrics.count_rejected("body_too_large")
@@ -94,6 +106,55 @@ async def _key_not_found(request: Request, exc: ApiKeyNotFound) -> JSONResponse:
 class ServiceUnavailable(HTTPException):
     def __init__(self, what: str) -> None:
         super().__init__(status_code=503, detail=what, headers={"Retry-After": "5"})
+
+
+MAX_UNIX_SECONDS = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last time datetime can hold
+MAX_ABS_VALUE = 1e18  # beyond any real metric; keeps the scorer's arithmetic finite
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9999, 12, 30, tzinfo=timezone.utc)
+
+
+def _time_problem(where: str, value: datetime | None) -> str | None:
+    if value is not None and not (EARLIEST <= value <= LATEST):
+        return f"{where}: {value.isoformat()} is outside 1970-01-01 .. 9999-12-30"
+    return None
+
+
+def webhook_out_of_range(payload: AlertmanagerWebhook) -> str | None:
+    """The first alert time the database and the pipeline cannot hold, named (Alertmanager's zero endsAt is fine)."""
+    for i, alert in enumerate(payload.alerts):
+        ends = alert.ends_at if alert.ends_at is not None and alert.ends_at.year > 1 else None
+        problem = _time_problem(f"body.alerts.{i}.startsAt", alert.starts_at) or _time_problem(
+            f"body.alerts.{i}.endsAt", ends)
+        if problem:
+            return problem
+    return None
+
+
+def out_of_range(request: AnalyzeRequest) -> str | None:
+    """The first time, metric point or span outside what the stages can compute on, named; None when all fit.
+
+    Checked before any work (the contract allows any float and any date; NaN, infinities and
+    times outside 1970..9999 would only fail deep inside the scorer or the database).
+    """
+    problem = _time_problem("body.alert.timestamp", request.alert.timestamp) or _time_problem(
+        "body.alert.ends_at", request.alert.ends_at)
+    if problem:
+        return problem
+    for where, telemetry in (("", request), ("baseline.", request.baseline)):
+        if telemetry is None:
+            continue
+        for i, series in enumerate(telemetry.metrics):
+            for j, (t, v) in enumerate(series.points):
+                if not (0 <= t <= MAX_UNIX_SECONDS) or not (abs(v) <= MAX_ABS_VALUE):
+                    return (f"body.{where}metrics.{i}.points.{j}: time must be unix seconds between 0 and "
+                            f"{MAX_UNIX_SECONDS:.0f} and the value finite within ±{MAX_ABS_VALUE:g}")
+        for i, span in enumerate(telemetry.spans):
+            if not (0 <= span.start <= MAX_UNIX_SECONDS) or not (0 <= span.duration_ms <= MAX_ABS_VALUE):
+                return f"body.{where}spans.{i}: start must be unix seconds and duration_ms finite and not negative"
+    return None
 
 
 @serve.deployment(name="Ingress", num_replicas=1, ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
@@ -221,10 +282,14 @@ class Ingress:
         response_model=Analysis,
         tags=["analysis"],
         dependencies=OPERATOR,
-        responses={**AUTH_RESPONSES, 413: {"description": "Body or lines over the limit"}},
+        responses={**AUTH_RESPONSES, 413: {"model": Problem, "description": "Body or lines over the limit"}},
     )
     async def analyze_http(self, request: AnalyzeRequest, http: Request) -> Analysis:
         """Analyze one alert with the logs, metrics and spans given (and configured sources)."""
+        problem = out_of_range(request)
+        if problem:
+            metrics.count_rejected("invalid_input")
+            raise HTTPException(status_code=422, detail=problem)
         if len(request.logs) > self._settings.max_lines_per_request:
             metrics.count_rejected("too_many_lines")
             raise HTTPException(
@@ -242,10 +307,14 @@ class Ingress:
         status_code=202,
         tags=["alerts"],
         dependencies=[Depends(require_webhook)],
-        responses={**AUTH_RESPONSES, 413: {"description": "Body over the limit"}},
+        responses={**AUTH_RESPONSES, 413: {"model": Problem, "description": "Body over the limit"}},
     )
     async def alertmanager_webhook(self, payload: AlertmanagerWebhook) -> dict:
         """Alertmanager's webhook (version 4). With Kafka: published, then 202. Without: analyzed here."""
+        problem = webhook_out_of_range(payload)
+        if problem:
+            metrics.count_rejected("invalid_input")
+            raise HTTPException(status_code=422, detail=problem)
         alerts = [a.to_alert() for a in payload.alerts]
         if self._settings.kafka_bootstrap:
             await self._publish(alerts)
@@ -301,13 +370,13 @@ class Ingress:
         )
 
     @api.get("/api/incidents/{incident_id}", response_model=Incident, tags=["incidents"], dependencies=VIEWER,
-             responses={**AUTH_RESPONSES, 404: {"description": "No such incident"}})
+             responses={**AUTH_RESPONSES, 404: {"model": Problem, "description": "No such incident"}})
     async def get_incident(self, incident_id: str) -> Incident:
         store = await self._store_ready()
         return await store.get_incident(incident_id)
 
     @api.get("/api/incidents/{incident_id}/remediation", response_model=list[RemediationStep], tags=["incidents"],
-             dependencies=VIEWER, responses={**AUTH_RESPONSES, 404: {"description": "No such incident or no analysis"}})
+             dependencies=VIEWER, responses={**AUTH_RESPONSES, 404: {"model": Problem, "description": "No such incident or no analysis"}})
     async def get_remediation(self, incident_id: str) -> list[RemediationStep]:
         store = await self._store_ready()
         incident = await store.get_incident(incident_id)
@@ -355,7 +424,7 @@ class Ingress:
         return NewApiKey(**key.model_dump(), api_key=value)
 
     @api.delete("/api/keys/{key_id}", response_model=ApiKey, tags=["admin"], dependencies=ADMIN,
-                responses={**AUTH_RESPONSES, 404: {"description": "No such key"}})
+                responses={**AUTH_RESPONSES, 404: {"model": Problem, "description": "No such key"}})
     async def revoke_key(self, key_id: Annotated[str, Path(max_length=64)]) -> ApiKey:
         """Revoke a key: from now on it is refused (idempotent)."""
         store = await self._store_ready()

@@ -63,15 +63,32 @@ def _uuid_or_none(value: str | None) -> uuid.UUID | None:
         return None
 
 
+def pg_safe(value: Any) -> Any:
+    """``value`` as PostgreSQL can store it: text has no NUL and no lone surrogate (both are refused)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {pg_safe(k): pg_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [pg_safe(v) for v in value]
+    return value
+
+
 def _payload(alert: Alert) -> dict[str, Any]:
     """The alert as stored: secrets in labels or annotations redacted."""
     payload, _ = redact_value(alert.model_dump(mode="json"))
-    return payload
+    return pg_safe(payload)
 
 
 async def _append(conn: asyncpg.Connection, entry: AuditEntry) -> None:
     """Append one audit row on ``conn`` (inside the caller's transaction when it has one)."""
-    c = entry.context
+    c = AuditContext.model_validate(pg_safe(entry.context.model_dump()))
     await conn.execute(
         "INSERT INTO audit_log (request_id, actor, actor_kind, key_id, role, client, method, route, action,"
         " incident_id, status, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -86,7 +103,7 @@ async def _append(conn: asyncpg.Connection, entry: AuditEntry) -> None:
         entry.action,
         _uuid_or_none(entry.incident_id),
         entry.status,
-        entry.detail,
+        pg_safe(entry.detail),
     )
 
 
@@ -150,8 +167,8 @@ class Store:
 
         Returns the incident and whether it was created by this call.
         """
-        fingerprint = alert.identity()
-        service = alert.service
+        fingerprint = pg_safe(alert.identity())
+        service = pg_safe(alert.service)
         payload = _payload(alert)
         who = audit or audit_trail.current()
         detail = {"alert": alert.name, "fingerprint": fingerprint}
@@ -184,7 +201,7 @@ class Store:
                     " VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     incident_id,
                     fingerprint,
-                    alert.name,
+                    pg_safe(alert.name),
                     service,
                     alert.severity.value,
                     alert.timestamp,
@@ -203,7 +220,7 @@ class Store:
 
     async def resolve(self, alert: Alert, audit: AuditContext | None = None) -> Incident | None:
         """Close the incident of a resolved alert and record when; None if no incident knows it."""
-        fingerprint = alert.identity()
+        fingerprint = pg_safe(alert.identity())
         resolved_at = alert.ends_at or datetime.now(timezone.utc)
         async with self._pool.acquire() as conn, conn.transaction():
             incident_id = await conn.fetchval(
@@ -240,8 +257,7 @@ class Store:
             return await self._get(conn, incident_id)
 
     async def save_analysis(self, incident_id: str, analysis: Analysis, audit: AuditContext | None = None) -> None:
-        top = analysis.hypotheses[0]
-        body = analysis.model_dump(mode="json")
+        body = pg_safe(analysis.model_dump(mode="json"))
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO analyses (incident_id, reasoner, category, confidence, degraded, duration_seconds,"
@@ -253,9 +269,9 @@ class Store:
                 analysis.classification.confidence,
                 analysis.degraded,
                 analysis.timings.get("total"),
-                top.service,
-                top.cause,
-                analysis.summary,
+                body["hypotheses"][0]["service"],
+                body["hypotheses"][0]["cause"],
+                body["summary"],
                 body["hypotheses"],
                 body["remediation"],
                 body,
@@ -280,10 +296,10 @@ class Store:
                 "INSERT INTO api_keys (key_id, name, role, secret_hash, created_by) VALUES ($1, $2, $3, $4, $5)"
                 " RETURNING *",
                 key_id,
-                name,
+                pg_safe(name),
                 role.value,
                 secret_hash,
-                who.actor,
+                pg_safe(who.actor),
             )
             await _append(conn, audit_trail.entry("api_key.create", context=who,
                                                   detail={"key_id": key_id, "name": name, "role": role.value}))
@@ -296,8 +312,8 @@ class Store:
             row = await conn.fetchrow(
                 "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()), revoked_by = COALESCE(revoked_by, $2)"
                 " WHERE key_id = $1 RETURNING *",
-                key_id,
-                who.actor,
+                pg_safe(key_id),
+                pg_safe(who.actor),
             )
             if row is None:
                 raise ApiKeyNotFound(key_id)
@@ -314,7 +330,9 @@ class Store:
     async def find_api_key(self, key_id: str) -> StoredKey | None:
         """What verification needs of a key, or None."""
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT key_id, role, secret_hash, revoked_at FROM api_keys WHERE key_id = $1", key_id)
+            row = await conn.fetchrow(
+                "SELECT key_id, role, secret_hash, revoked_at FROM api_keys WHERE key_id = $1", pg_safe(key_id)
+            )
         if row is None:
             return None
         return StoredKey(key_id=row["key_id"], role=Role(row["role"]), secret_hash=row["secret_hash"],
@@ -349,7 +367,8 @@ class Store:
                 return AuditPage(items=[], page=page, page_size=page_size, total=0)
             args.append(parsed)
             where.append(f"incident_id = ${len(args)}")
-        for column, value in (("actor", actor), ("action", action), ("route", route), ("status", status)):
+        for column, value in (("actor", pg_safe(actor)), ("action", pg_safe(action)), ("route", pg_safe(route)),
+                              ("status", status)):
             if value is not None:
                 args.append(value)
                 where.append(f"{column} = ${len(args)}")
@@ -398,9 +417,9 @@ class Store:
         where, args = [], []
         for column, value in (
             ("category", category.value if category else None),
-            ("service", service),
+            ("service", pg_safe(service)),
             ("severity", severity.value if severity else None),
-            ("status", status),
+            ("status", pg_safe(status)),
         ):
             if value is not None:
                 args.append(value)
