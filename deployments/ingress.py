@@ -16,6 +16,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -91,6 +92,20 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Response
 async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
     metrics.count_rejected("body_too_large")
     return JSONResponse(status_code=413, content={"detail": str(exc)})
+
+
+@api.exception_handler(asyncpg.PostgresConnectionError)
+@api.exception_handler(asyncpg.InterfaceError)
+@api.exception_handler(ConnectionError)
+@api.exception_handler(OSError)
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    """The database went away after start-up: 503 so the caller (Alertmanager) retries; nothing is half-stored."""
+    log.warning("database unavailable during %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        status_code=503,
+        content={"detail": f"database unavailable ({type(exc).__name__}: {exc}); retry later"},
+        headers={"Retry-After": "5"},
+    )
 
 
 @api.exception_handler(IncidentNotFound)
@@ -265,12 +280,28 @@ class Ingress:
             await store.ping()
         except Exception as exc:
             database = f"unavailable: {exc}"
+        kafka: dict[str, Any] | str = "disabled"
+        if self._settings.kafka_bootstrap:
+            kafka = await self._reader_stats()
+        healthy = database == "ok" and (not isinstance(kafka, dict) or kafka.get("state") != "unavailable")
         return {
-            "status": "ok" if database == "ok" else "degraded",
+            "status": "ok" if healthy else "degraded",
             "database": database,
             "reasoner": f"llm:{self._settings.openai_model}" if self._settings.llm_configured else "evidence",
-            "kafka": self._settings.kafka_bootstrap or "disabled",
+            "kafka": kafka,
         }
+
+    async def _reader_stats(self) -> dict[str, Any]:
+        """The Kafka reader's counts, DLQ, drops, lag and buffers; never fails /health."""
+        from pipelines.kafka_reader import get_reader
+
+        reader = get_reader(serve.get_replica_context().app_name)
+        if reader is None:
+            return {"bootstrap": self._settings.kafka_bootstrap, "state": "unavailable", "reason": "no reader actor"}
+        try:
+            return await asyncio.wait_for(reader.stats.remote(), timeout=5)
+        except Exception as exc:
+            return {"bootstrap": self._settings.kafka_bootstrap, "state": "unavailable", "reason": f"{type(exc).__name__}: {exc}"}
 
     @api.get("/metrics", tags=["operations"], include_in_schema=False, dependencies=VIEWER)
     async def metrics_endpoint(self) -> Response:
