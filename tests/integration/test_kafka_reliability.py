@@ -30,6 +30,7 @@ import asyncpg
 import httpx
 import pytest
 
+from pipelines.settings import Settings
 from tests.integration.kafka_support import Broker, isolated_settings, private_broker  # noqa: F401 - fixture
 from tests.support.http_standin import Reply
 from tests.support.openai_standin import OpenAIStandin, quoting_model, respond_with
@@ -39,7 +40,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.serve]
 APP = "rca-reliability"
 ROUTE = "/reliability-test"
 MODEL = "standin-model"
-HOLD_SECONDS = 600.0  # how long the stand-in may hold an analysis open; released at teardown
+HOLD_SECONDS = 600.0  # the longest the stand-in holds an analysis open; each test releases its own
 
 
 # ------------------------------------------------------------------ the app's own database
@@ -125,38 +126,50 @@ def stored_per_service(url: str, tag: str) -> dict[str, tuple[int, int]]:
 class HeldAnalyses:
     """A stand-in step: the first request naming a held marker is held open; every other is answered.
 
-    ``hold(marker)`` arms it; ``held[marker]`` is set once that request arrived (so a replica is
-    in the middle of that analysis), and ``seen(marker)`` counts the requests that named it.
+    ``hold(marker)`` arms it and returns an event set once that request arrived (a replica is
+    then in the middle of that analysis); ``seen(marker)`` counts the requests that named it;
+    ``release(marker)`` lets its held request go (answered with a 503), so no replica still waits
+    on it when the test ends.
     """
 
     def __init__(self) -> None:
         self._answer = respond_with(quoting_model)
         self._lock = threading.Lock()
         self._armed: set[str] = set()
-        self.held: dict[str, threading.Event] = {}
+        self._arrived: dict[str, threading.Event] = {}
+        self._released: dict[str, threading.Event] = {}
         self.counts: dict[str, int] = {}
 
     def hold(self, marker: str) -> threading.Event:
         with self._lock:
             self._armed.add(marker)
-            return self.held.setdefault(marker, threading.Event())
+            self._released.setdefault(marker, threading.Event())
+            return self._arrived.setdefault(marker, threading.Event())
 
     def seen(self, marker: str) -> int:
         with self._lock:
             return self.counts.get(marker, 0)
 
+    def release(self, marker: str | None = None) -> None:
+        """Let the held request of ``marker`` (every marker when None) be answered."""
+        with self._lock:
+            events = list(self._released.values()) if marker is None else [self._released[marker]]
+        for event in events:
+            event.set()
+
     def __call__(self, body: dict[str, Any]) -> Reply:
         text = " ".join(str(m.get("content", "")) for m in body.get("messages", []))
         with self._lock:
-            for marker in self.held.keys() | self._armed:
+            for marker in self._arrived:
                 if marker in text:
                     self.counts[marker] = self.counts.get(marker, 0) + 1
             chosen = next((m for m in self._armed if m in text), None)
             if chosen is not None:
                 self._armed.discard(chosen)
-                self.held[chosen].set()
+                self._arrived[chosen].set()
         if chosen is not None:
-            return Reply(503, {"error": {"message": "held", "type": "server_error"}}, delay=HOLD_SECONDS)
+            self._released[chosen].wait(HOLD_SECONDS)  # the stand-in answers each request in its own thread
+            return Reply(503, {"error": {"message": "held, then released", "type": "server_error"}})
         return self._answer(body)
 
 
@@ -164,7 +177,10 @@ class HeldAnalyses:
 def llm() -> Iterator[tuple[OpenAIStandin, HeldAnalyses]]:
     steps = HeldAnalyses()
     with OpenAIStandin(default=steps) as standin:
-        yield standin, steps
+        try:
+            yield standin, steps
+        finally:
+            steps.release()
 
 
 # ------------------------------------------------------------------ the application
@@ -236,7 +252,7 @@ def post_alerts(url: str, alerts: list[dict[str, Any]]) -> None:
             assert response.json()["via"] == "kafka"
 
 
-async def uncommitted_alerts(settings: Any) -> int:
+async def uncommitted_alerts(settings: Settings) -> int:
     """Alerts on the topic past the reader group's committed offsets (what a restarted reader would redo)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
@@ -286,7 +302,8 @@ def test_database_down_while_alerts_flow_then_every_alert_is_stored_exactly_once
         post_alerts(reliability_app["url"], during)  # Kafka takes them; the database cannot
         wait_until(lambda: reader_stats()["alerts_consumed"] >= start["alerts_consumed"] + len(during),
                    "the reader consumed the alerts sent while the database is down", 120)
-        wait_until(lambda: reader_stats()["process_retries"] > start["process_retries"],
+        # Every one of them failed and was retried at least twice: the outage outlasts a retry round.
+        wait_until(lambda: reader_stats()["process_retries"] >= start["process_retries"] + 2 * len(during),
                    "the reader retries the alerts it cannot store", 120)
         down = reader_stats()
         assert down["alerts_processed"] == start["alerts_processed"], "an alert counted as stored without a database"
@@ -322,9 +339,11 @@ def serve_replicas(app: str, deployment: str) -> list[Any]:
     ]
 
 
-def test_reasoner_replica_killed_mid_analysis_then_the_alert_is_analyzed_again_and_stored_once(
-    reliability_app: dict[str, Any], llm: tuple[OpenAIStandin, HeldAnalyses]
+@pytest.mark.parametrize("deployment", ["Reasoner", "Ingress"])
+def test_replica_killed_mid_analysis_then_the_alert_is_analyzed_again_and_stored_once(
+    reliability_app: dict[str, Any], llm: tuple[OpenAIStandin, HeldAnalyses], deployment: str
 ) -> None:
+    """The Reasoner replica waiting on the LLM, or the Ingress replica waiting on the Reasoner, is killed."""
     import ray
 
     _, steps = llm
@@ -334,25 +353,26 @@ def test_reasoner_replica_killed_mid_analysis_then_the_alert_is_analyzed_again_a
     service = alert["labels"]["service"]
     held = steps.hold(service)
     start = reader_stats()
+    try:
+        post_alerts(reliability_app["url"], [alert])
+        assert held.wait(timeout=180), "the alert's analysis never reached the Reasoner's LLM call"
+        # The Reasoner waits on the held LLM answer and the Ingress on the Reasoner: mid-analysis.
+        replicas = serve_replicas(APP, deployment)
+        assert replicas, f"no {deployment} replica of {APP} found among the named actors"
+        assert stored_per_service(database.url, tag) == {service: (1, 0)}, "stored before its analysis ended"
+        for replica in replicas:
+            ray.kill(replica, no_restart=False)
 
-    post_alerts(reliability_app["url"], [alert])
-    assert held.wait(timeout=180), "the alert's analysis never reached the Reasoner's LLM call"
-    # The Reasoner replica now waits on the held LLM answer: the alert is mid-analysis.
-    replicas = serve_replicas(APP, "Reasoner")
-    assert replicas, f"no Reasoner replica of {APP} found among the named actors"
-    assert stored_per_service(database.url, tag).get(service, (0, 0))[1] == 0, "stored before its analysis ended"
-    for replica in replicas:
-        ray.kill(replica, no_restart=False)
-
-    wait_until(lambda: stored_per_service(database.url, tag).get(service, (0, 0))[1] >= 1,
-               "the alert analyzed again and stored after the replica was killed", 240)
-    assert stored_per_service(database.url, tag) == {service: (1, 1)}
-    assert steps.seen(service) >= 2, "the alert was not analyzed a second time"
-    rows = asyncio.run(_fetch(database.url, "SELECT a.reasoner FROM analyses a JOIN incidents i"
-                              " ON i.id = a.incident_id WHERE i.service = $1", service))
-    assert [r["reasoner"] for r in rows] == [f"llm:{MODEL}"]  # the second answer, from a fresh replica
-    end = reader_stats()
-    assert end["dlq"] == start["dlq"]
+        wait_until(lambda: stored_per_service(database.url, tag).get(service, (0, 0))[1] >= 1,
+                   f"the alert analyzed again and stored after the {deployment} replica was killed", 240)
+        assert stored_per_service(database.url, tag) == {service: (1, 1)}
+        assert steps.seen(service) >= 2, "the alert was not analyzed a second time"
+        rows = asyncio.run(_fetch(database.url, "SELECT a.reasoner FROM analyses a JOIN incidents i"
+                                  " ON i.id = a.incident_id WHERE i.service = $1", service))
+        assert [r["reasoner"] for r in rows] == [f"llm:{MODEL}"]  # the second LLM answer, not the held one
+        assert reader_stats()["dlq"] == start["dlq"]
+    finally:
+        steps.release(service)
     wait_until(lambda: app_running(APP), "Serve reports the application healthy again", 120)
 
 
