@@ -151,6 +151,8 @@ def bench_drain3(path: Path) -> float | None:
     return n / (time.perf_counter() - start)
 
 
+
+
 def bench_serve(path: Path, replica_counts: tuple[int, ...] = (1, 2)) -> dict[int, float]:
     """Lines/s through the Serve summarizer fan-out (the production path: chunks over replicas, merged).
 
@@ -164,6 +166,9 @@ def bench_serve(path: Path, replica_counts: tuple[int, ...] = (1, 2)) -> dict[in
 
     from deployments.summarizer import Summarizer
     from pipelines.pipeline import AnalysisPipeline
+    from pipelines.settings import Settings
+
+    chunk_lines = Settings().chunk_lines  # what the ingress uses (RCA_CHUNK_LINES)
 
     lines = [line.rstrip("\n") for line in read_lines(path)]
     ray.init(address="local", num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False)
@@ -178,7 +183,7 @@ def bench_serve(path: Path, replica_counts: tuple[int, ...] = (1, 2)) -> dict[in
             async def summarize(chunk, handle=handle):
                 return await handle.summarize_chunk.remote(chunk)
 
-            pipeline = AnalysisPipeline(summarize, None, None, chunk_lines=20_000, min_chunks=replicas)  # type: ignore[arg-type]
+            pipeline = AnalysisPipeline(summarize, None, None, chunk_lines=chunk_lines, min_chunks=replicas)  # type: ignore[arg-type]
             asyncio.run(pipeline.digest(lines[:50_000]))  # warm-up: imports and first compilations
             start = time.perf_counter()
             digest, _ = asyncio.run(pipeline.digest(lines))

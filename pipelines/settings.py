@@ -79,7 +79,8 @@ class Settings(BaseSettings):
 
     # --- pipeline and limits
     summarizer_replicas: int = Field(default=2, ge=1, validation_alias="RCA_SUMMARIZER_REPLICAS")
-    chunk_lines: int = Field(default=20_000, ge=100, validation_alias="RCA_CHUNK_LINES")
+    # one chunk = one engine batch (anomaly.engine.BATCH_LINES): fewer, larger hand-offs between replicas
+    chunk_lines: int = Field(default=65_536, ge=100, validation_alias="RCA_CHUNK_LINES")
     max_line_bytes: int = Field(default=65_536, ge=256, validation_alias="RCA_MAX_LINE_BYTES")
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, validation_alias="RCA_MAX_BODY_BYTES")
     max_lines_per_request: int = Field(default=500_000, ge=1, validation_alias="RCA_MAX_LINES_PER_REQUEST")
