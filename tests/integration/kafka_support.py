@@ -36,6 +36,7 @@ KAFKA_HOME = Path(os.environ.get("RCA_KAFKA_HOME", REPO / ".cache" / "kafka"))
 
 __all__ = [
     "Broker",
+    "am_alert",
     "eventually",
     "isolated_settings",
     "kafka_bootstrap",
@@ -161,3 +162,16 @@ async def read_topic(bootstrap: str, topic: str, expected: int, within: float = 
 
 def topic_names(settings: Settings) -> TopicNames:
     return TopicNames.from_settings(settings)
+
+
+def am_alert(tag: str, index: int, starts_at: str) -> dict[str, Any]:
+    """One firing alert as Alertmanager sends it, for service ``<tag>-svc-<index>``; its fingerprint is unique per (tag, index)."""
+    service = f"{tag}-svc-{index:03d}"
+    return {
+        "status": "firing",
+        "labels": {"alertname": "HighErrorRate", "severity": "critical", "service": service},
+        "annotations": {"summary": f"5xx on {service}"},
+        "startsAt": starts_at,
+        "endsAt": "0001-01-01T00:00:00Z",
+        "fingerprint": f"{tag}-{index:03d}",
+    }

@@ -24,6 +24,7 @@ from pipelines.kafka_producer import LogPublisher, Publisher
 from pipelines.kafka_topics import TopicNames
 from tests.integration.kafka_support import (  # noqa: F401 - fixtures
     Broker,
+    am_alert,
     answers,
     isolated_settings,
     private_broker,
@@ -61,18 +62,6 @@ def kafka_app(serve_app: str, database_url: str, private_broker: Broker) -> Iter
 
 def webhook(alerts: list[dict[str, Any]]) -> dict[str, Any]:
     return {"version": "4", "status": "firing", "receiver": "rca", "groupLabels": {}, "alerts": alerts}
-
-
-def am_alert(tag: str, index: int, starts_at: str) -> dict[str, Any]:
-    service = f"{tag}-svc-{index:03d}"
-    return {
-        "status": "firing",
-        "labels": {"alertname": "HighErrorRate", "severity": "critical", "service": service},
-        "annotations": {"summary": f"5xx on {service}"},
-        "startsAt": starts_at,
-        "endsAt": "0001-01-01T00:00:00Z",
-        "fingerprint": f"{tag}-{index:03d}",
-    }
 
 
 def incidents_of(client: httpx.Client, service: str) -> list[dict[str, Any]]:

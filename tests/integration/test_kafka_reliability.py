@@ -31,7 +31,7 @@ import httpx
 import pytest
 
 from pipelines.settings import Settings
-from tests.integration.kafka_support import Broker, isolated_settings, private_broker  # noqa: F401 - fixture
+from tests.integration.kafka_support import Broker, am_alert, isolated_settings, private_broker  # noqa: F401 - fixture
 from tests.support.http_standin import Reply
 from tests.support.openai_standin import OpenAIStandin, quoting_model, respond_with
 
@@ -228,18 +228,6 @@ def wait_until(condition: Any, what: str, within: float) -> None:
             return
         time.sleep(0.5)
     pytest.fail(f"{what}: not reached within {within:g}s")
-
-
-def am_alert(tag: str, index: int, starts_at: str) -> dict[str, Any]:
-    service = f"{tag}-svc-{index:03d}"
-    return {
-        "status": "firing",
-        "labels": {"alertname": "HighErrorRate", "severity": "critical", "service": service},
-        "annotations": {"summary": f"5xx on {service}"},
-        "startsAt": starts_at,
-        "endsAt": "0001-01-01T00:00:00Z",
-        "fingerprint": f"{tag}-{index:03d}",
-    }
 
 
 def post_alerts(url: str, alerts: list[dict[str, Any]]) -> None:
