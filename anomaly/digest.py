@@ -25,6 +25,9 @@ from anomaly.mining import tokenize
 from anomaly.templates import assign_templates
 
 MAX_SAMPLES = 3
+#: Width of the time buckets lines are counted in. Ten seconds resolve the onset of a fault
+#: inside a few-minute incident window (what rose right after the alert, what was already there).
+BUCKET_SECONDS = 10.0
 MAX_SAMPLE_CHARS = 2_000
 #: Java/Python style exception names: dotted or bare, ending in Error/Exception/...
 EXCEPTION_PATTERN = r"\b(?:[a-zA-Z_][\w$]*\.)*[A-Z][\w$]*(?:Exception|Error|Throwable|Fault)\b"
@@ -68,8 +71,17 @@ def _matches(template_tokens: list[str], tokens: list[str]) -> bool:
 
 _SHAPES_SCHEMA = {"shape": pl.String, "count": pl.Int64, "first": pl.Float64, "last": pl.Float64,
                   "samples": pl.List(pl.String)}
+#: How a log line names the trace span it was written in: OTel/JSON fields (``span_id``,
+#: ``spanId``) and the inline forms of logback/log4j MDC patterns (``SpanID: 0ba8...``, ``span_id=...``).
+SPAN_ID_PATTERN = r"(?i)\bspan[_ -]?id\b[\"']?\s*[:=]\s*[\"']?([0-9a-f]{8,32})\b"
+#: Trace context a logging pattern prints into every line (``TraceID: 3b3a... SpanID: 0ba8...``). It
+#: is request metadata, not part of the event: left in, every line of an application shares it
+#: and the miner reads that shared prefix as the event, merging unrelated statements.
+TRACE_CONTEXT_PATTERN = r"(?i)\b(?:trace|span)[_ -]?id\b[\"']?\s*[:=]\s*[\"']?[0-9a-f]{8,32}\b[\"']?,?"
+#: at most this many (shape, span) links are kept per digest; later ones are counted as dropped
+MAX_SPAN_LINKS = 200_000
 #: side tables: shape -> key -> line count
-_SIDE = {"levels": "level", "services": "service", "exceptions": "exception", "buckets": "bucket"}
+_SIDE = {"levels": "level", "services": "service", "exceptions": "exception", "buckets": "bucket", "spans": "span"}
 _SIDE_SCHEMA = {
     name: {"shape": pl.String, key: (pl.Float64 if key == "bucket" else pl.String), "n": pl.Int64}
     for name, key in _SIDE.items()
@@ -89,7 +101,7 @@ class Digest:
     stay vectorized; Python objects are only made per *template* when asked for.
     """
 
-    def __init__(self, *, bucket_seconds: float = 60.0) -> None:
+    def __init__(self, *, bucket_seconds: float = BUCKET_SECONDS) -> None:
         if not (isinstance(bucket_seconds, (int, float)) and bucket_seconds > 0 and math.isfinite(bucket_seconds)):
             raise ValueError(f"bucket_seconds must be a positive number, got {bucket_seconds!r}")
         self.bucket_seconds = float(bucket_seconds)
@@ -104,7 +116,7 @@ class Digest:
 
     # ------------------------------------------------------------- building
     @classmethod
-    def from_records(cls, records: Iterable[LogRecord], *, bucket_seconds: float = 60.0) -> Digest:
+    def from_records(cls, records: Iterable[LogRecord], *, bucket_seconds: float = BUCKET_SECONDS) -> Digest:
         rows = list(records)
         frame = pl.DataFrame(
             {
@@ -117,7 +129,7 @@ class Digest:
         return cls.from_frame(frame, bucket_seconds=bucket_seconds)
 
     @classmethod
-    def from_frame(cls, frame: pl.DataFrame, *, bucket_seconds: float = 60.0) -> Digest:
+    def from_frame(cls, frame: pl.DataFrame, *, bucket_seconds: float = BUCKET_SECONDS) -> Digest:
         """Vectorized build from a frame with ``message, timestamp, level, service`` columns."""
         digest = cls(bucket_seconds=bucket_seconds)
         if frame.height == 0:
@@ -131,6 +143,7 @@ class Digest:
         )
         # the first line names the event; a joined stack trace only adds exception types
         first = df.get_column("message").str.split_exact("\n", 1).struct.field("field_0")
+        first = first.str.replace_all(TRACE_CONTEXT_PATTERN, "")
         df = df.with_columns(
             mask_series(first).alias("shape"),
             ((pl.col("timestamp") / bucket_seconds).floor() * bucket_seconds).alias("bucket"),
@@ -143,6 +156,7 @@ class Digest:
             pl.col("timestamp").max().alias("last"),
             pl.col("message").head(MAX_SAMPLES).str.slice(0, MAX_SAMPLE_CHARS).unique(maintain_order=True).alias("samples"),
         )
+        df = df.with_columns(pl.col("message").str.extract(SPAN_ID_PATTERN, 1).str.to_lowercase().alias("span"))
         for name, key in _SIDE.items():
             if name == "exceptions":
                 continue
@@ -158,6 +172,7 @@ class Digest:
             .group_by("shape", "exception")
             .agg(pl.len().cast(pl.Int64).alias("n"))
         )
+        digest._cap_span_links()
         svc = t["services"].group_by("service").agg(pl.col("n").sum())
         digest.services = dict(zip(svc.get_column("service").to_list(), svc.get_column("n").to_list()))
         return digest
@@ -170,7 +185,7 @@ class Digest:
     @classmethod
     def merge_all(cls, digests: Iterable[Digest]) -> Digest:
         digests = list(digests)
-        out = cls(bucket_seconds=digests[0].bucket_seconds if digests else 60.0)
+        out = cls(bucket_seconds=digests[0].bucket_seconds if digests else BUCKET_SECONDS)
         for d in digests:
             out.absorb(d)
         return out
@@ -210,6 +225,15 @@ class Digest:
         for name, key in _SIDE.items():
             side = pl.concat([p[name] for p in parts], how="vertical_relaxed")
             self._tables[name] = side.group_by("shape", key).agg(pl.col("n").sum())
+        self._cap_span_links()
+
+    def _cap_span_links(self) -> None:
+        """Bound the span table: trace-linked lines beyond ``MAX_SPAN_LINKS`` are counted, not kept."""
+        spans = self._tables["spans"]
+        if spans.height > MAX_SPAN_LINKS:
+            over = int(spans.slice(MAX_SPAN_LINKS).get_column("n").sum())
+            self._tables["spans"] = spans.head(MAX_SPAN_LINKS)
+            self.dropped["span_links"] = self.dropped.get("span_links", 0) + over
 
     def _table(self, name: str) -> pl.DataFrame:
         self._compact()
@@ -274,6 +298,15 @@ class Digest:
                 samples=list(samples), levels=lv, services=services.get(tid, {}), exception_types=exc,
                 is_error=bool(lv.get("ERROR", 0) + lv.get("FATAL", 0) or exc or error_words.search(text)),
             )
+        return out
+
+    def span_templates(self) -> dict[str, dict[str, int]]:
+        """span id -> template id -> lines: what each traced request logged, for trace-aware signals."""
+        amap = self._assignment_frame()
+        side = self._table("spans").join(amap, on="shape").group_by("span", "template_id").agg(pl.col("n").sum())
+        out: dict[str, dict[str, int]] = {}
+        for span, tid, n in side.iter_rows():
+            out.setdefault(span, {})[tid] = n
         return out
 
     def template_of_shape(self, shape: str) -> str:
@@ -360,7 +393,7 @@ class Digest:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Digest:
         try:
-            out = cls(bucket_seconds=float(d.get("bucket_seconds", 60.0)))
+            out = cls(bucket_seconds=float(d.get("bucket_seconds", BUCKET_SECONDS)))
             out.lines = int(d["lines"])
             out.services = {str(k): int(v) for k, v in d.get("services", {}).items()}
             out.dropped = {str(k): int(v) for k, v in d.get("dropped", {}).items()}

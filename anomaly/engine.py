@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from anomaly.digest import Digest
+from anomaly.digest import BUCKET_SECONDS, Digest
 from anomaly.intake import parse_frame
 
 BATCH_LINES = 65_536
@@ -47,7 +47,7 @@ def digest_lines(
     lines: Iterable[str | bytes],
     *,
     service: str | None = None,
-    bucket_seconds: float = 60.0,
+    bucket_seconds: float = BUCKET_SECONDS,
     max_line_bytes: int = 65_536,
 ) -> Digest:
     """Digest of one batch of raw lines; what the intake dropped is kept in ``digest.dropped``."""
@@ -61,7 +61,7 @@ def run_engine(
     lines: Iterable[str | bytes],
     *,
     service: str | None = None,
-    bucket_seconds: float = 60.0,
+    bucket_seconds: float = BUCKET_SECONDS,
     batch_lines: int = BATCH_LINES,
     threads: int = 2,
 ) -> Digest:

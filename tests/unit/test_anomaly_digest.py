@@ -143,3 +143,14 @@ def test_baseline_lines_are_counted_against_the_window_templates():
     login = next(t for t in window.templates.values() if t.text == "user <*> logged in")
     assert counts[login.template_id] == 2
     assert [k for k in counts if k.startswith("baseline:")] and sum(counts.values()) == 3
+
+
+def test_span_links_are_bounded_and_what_is_left_out_is_counted(monkeypatch) -> None:
+    import anomaly.digest as digest_module
+
+    monkeypatch.setattr(digest_module, "MAX_SPAN_LINKS", 5)
+    records = [LogRecord(message=f"step {i % 2} done span_id={i:016x}", timestamp=float(i)) for i in range(12)]
+    d = Digest.from_records(records[:6]).merge(Digest.from_records(records[6:]))
+    assert sum(len(t) for t in d.span_templates().values()) == 5
+    assert d.dropped["span_links"] == 12 - 5
+    assert sum(t.count for t in d.templates.values()) == 12  # only the links are bounded, never the counts

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from anomaly import AnomalyReport, Digest, LogRecord
 from pipelines.reasoning.base import Evidence
 from pipelines.reasoning.evidence import EvidenceReasoner
+from pipelines.reasoning.signals.patterns import LogPatternSignal
 from pipelines.reasoning.signals.traces import TraceSignal
 from pipelines.schemas import Alert, Category, Span
 
@@ -140,3 +141,62 @@ def test_delay_is_blamed_on_the_service_whose_callers_all_wait() -> None:
     verdict = EvidenceReasoner().decide(evidence)
     assert verdict.hypotheses[0].service == "shop"
     assert verdict.classification.category == Category.network
+
+
+def _traced(start: float, n: int, broken_after: float | None) -> tuple[list[Span], list[tuple[str, str, str, float]]]:
+    """gateway -> orders -> routes requests, every line carrying its span id as a logback MDC pattern prints it.
+
+    ``routes`` logs "Query route by id" in every request; from ``broken_after`` on, its method
+    throws before that line (the request is still answered and nothing is logged as an error).
+    """
+    spans, rows = [], []
+    for i in range(n):
+        t = start + i * 2
+        tid = f"{int(t):x}{i:04x}aaaa"
+        ids = {name: f"{abs(hash((tid, name))) % 16**16:016x}" for name in ("gateway", "orders", "routes")}
+        spans += [
+            Span(trace_id=tid, span_id=ids["gateway"], parent_id=None, service="gateway", operation="GET /api/trips", start=t, duration_ms=9.0),
+            Span(trace_id=tid, span_id=ids["orders"], parent_id=ids["gateway"], service="orders", operation="OrderController.query", start=t + 0.001, duration_ms=6.0),
+            Span(trace_id=tid, span_id=ids["routes"], parent_id=ids["orders"], service="routes", operation="RouteController.queryById", start=t + 0.002, duration_ms=2.0),
+        ]
+        ctx = lambda name: f"TraceID: {tid} SpanID: {ids[name]}"  # noqa: E731
+        rows.append(("orders", "INFO", f"o.c.OrderController#39 {ctx('orders')} [query][Query orders][user: u{i % 7}]", t + 0.001))
+        if broken_after is None or t < broken_after:
+            rows.append(("routes", "INFO", f"r.c.RouteController#41 {ctx('routes')} [getRouteById][Query route by id][RouteId: r{i}]", t + 0.002))
+        rows.append(("orders", "INFO", f"o.s.OrderServiceImpl#88 {ctx('orders')} [query][Orders found][count: {i % 3}]", t + 0.005))
+    return spans, rows
+
+
+def test_trace_context_is_not_part_of_a_template_and_links_lines_to_spans() -> None:
+    spans, rows = _traced(T0 - 60, 10, None)
+    digest = _digest(rows)
+    texts = sorted(t.text for t in digest.templates.values())
+    assert len(texts) == 3, texts  # three statements, not one "<*> TraceID: <*> SpanID: <*> ..." template
+    assert not any("TraceID" in t or "SpanID" in t for t in texts)
+    linked = digest.span_templates()
+    routes = next(s for s in spans if s.service == "routes")
+    assert [digest.templates[tid].text for tid in linked[routes.span_id]] == [
+        next(t for t in texts if "Query route by id" in t)
+    ]
+    same = Digest.from_dict(digest.to_dict())  # the links survive the trip between Serve replicas
+    assert same.span_templates().keys() == linked.keys()
+    assert Digest.from_records([LogRecord(message='{"span_id": "00F067AA0BA902B7", "msg": "x"}')]).span_templates().keys() == {"00f067aa0ba902b7"}
+
+
+def test_an_operation_that_stops_logging_after_the_alert_names_its_service() -> None:
+    """A code exception with no error line: only the shift inside RouteController.queryById shows it."""
+    spans, rows = _traced(T0 - 60, 60, broken_after=T0)
+    evidence = _evidence(_digest(rows), _digest(_normal(T0 - 600)), spans=spans)
+    findings = LogPatternSignal().findings(evidence)
+    assert [f.service for f in findings] == ["routes"]
+    assert "Query route by id" in findings[0].evidence and "RouteController.queryById" in findings[0].evidence
+    verdict = EvidenceReasoner().decide(evidence)
+    assert verdict.hypotheses[0].service == "routes"
+    assert verdict.hypotheses[0].fault_type == "code_exception"
+
+
+def test_no_pattern_shift_without_a_change_or_without_time_before_the_alert() -> None:
+    spans, rows = _traced(T0 - 60, 60, broken_after=None)
+    assert LogPatternSignal().findings(_evidence(_digest(rows), _digest(_normal(T0 - 600)), spans=spans)) == []
+    after_only, rows_after = _traced(T0 + 1, 30, broken_after=T0 + 20)
+    assert LogPatternSignal().findings(_evidence(_digest(rows_after), _digest(_normal(T0 - 600)), spans=after_only)) == []

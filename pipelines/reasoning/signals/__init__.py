@@ -12,11 +12,12 @@ from pipelines.reasoning.base import Evidence
 from pipelines.reasoning.signals.base import Finding, Signal
 from pipelines.reasoning.signals.log_templates import LogTemplateSignal
 from pipelines.reasoning.signals.metrics import MetricDeviationSignal
+from pipelines.reasoning.signals.patterns import LogPatternSignal
 from pipelines.reasoning.signals.traces import TraceSignal
 
 log = logging.getLogger(__name__)
 
-SIGNALS: list[Signal] = [LogTemplateSignal(), MetricDeviationSignal(), TraceSignal()]
+SIGNALS: list[Signal] = [LogTemplateSignal(), MetricDeviationSignal(), TraceSignal(), LogPatternSignal()]
 
 
 def collect(evidence: Evidence, signals: list[Signal] | None = None) -> tuple[list[Finding], list[str]]:

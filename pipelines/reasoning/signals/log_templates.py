@@ -25,7 +25,8 @@ NEW_TEMPLATE_BONUS = 1.5
 NAMED_CALLEE_SHARE = 0.8
 MIN_VANISHED_EXPECTED = 8.0
 VANISHED_WEIGHT = 0.0  # off: a short baseline's workload mix differs too much to trust absences
-STEADY_DISCOUNT = 0.2  # an error already as frequent before the alert as after is background noise
+STEADY_DISCOUNT = 0.2
+MIN_SERVING_SPANS = 20  # an error already as frequent before the alert as after is background noise
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*[A-Za-z0-9]")
 _SERVICE_WORDS = re.compile(r"(?i)(?:service|svc|server|api|client|db)$")
 
@@ -102,6 +103,20 @@ def onset_factors(digest: Digest, alert_ts: float) -> dict[str, float]:
     return out
 
 
+def serving_services(evidence: Evidence) -> set[str]:
+    """Services whose own spans show them answering requests after the alert began.
+
+    A caller's complaint that names such a service ("No instances available for X") is about
+    the caller's view of it (discovery, client pool), not a fault of X: X keeps serving others.
+    """
+    alert_ts = evidence.alert.timestamp.timestamp()
+    served: dict[str, int] = defaultdict(int)
+    for s in evidence.spans:
+        if s.start >= alert_ts:
+            served[s.service] += 1
+    return {service for service, n in served.items() if n >= MIN_SERVING_SPANS}
+
+
 class LogTemplateSignal:
     """New or grown error templates per service; vanished normal templates."""
 
@@ -117,6 +132,7 @@ class LogTemplateSignal:
         flagged = {i.template_id: i.score for i in evidence.report.templates if i.template_id}
         known = {s for s in digest.services if s}
         onset = onset_factors(digest, evidence.alert.timestamp.timestamp())
+        serving = serving_services(evidence)
 
         weight: dict[str, float] = defaultdict(float)
         kinds: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -140,7 +156,7 @@ class LogTemplateSignal:
                 w *= onset.get(tid, 1.0)
                 if w <= 0:
                     continue
-                callees = named - {owner}
+                callees = named - {owner} - serving
                 targets = [(owner, 1.0 - NAMED_CALLEE_SHARE)] + [(c, NAMED_CALLEE_SHARE / len(callees)) for c in callees] if callees else [(owner, 1.0)]
                 for service, share in targets:
                     weight[service] += w * share

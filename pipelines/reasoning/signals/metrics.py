@@ -38,7 +38,7 @@ RULES: list[MetricRule] = [
     _rule(r"^(?!.*node).*(disk|filesystem|fs_)", "disk_full", Category.infrastructure, 0.8, 1, "disk"),
     _rule(r"^(?!.*node).*(success|availability)", "code_exception", Category.application, 0.5, -1, "success rate"),
     _rule(r"^(?!.*node).*(error|5xx|fail)", "code_exception", Category.application, 0.5, 1, "errors"),
-    _rule(r"^(?!.*(node|client)).*(latency|duration|response_time)", "latency", Category.application, 0.25, 1, "latency"),
+    _rule(r"^(?!.*(node|client)).*(latency|duration|response_time)", "latency", Category.application, 0.1, 1, "latency"),
 ]
 
 MIN_BASELINE_POINTS = 3
