@@ -20,6 +20,11 @@ and the offset stays uncommitted; an alert the pipeline rejects as invalid goes 
 Nothing stops the consumer: an undecodable or invalid message goes to ``rca.dlq`` with its
 reason in headers (``rca-dlq-reason``, ``rca-dlq-detail``, ``rca-dlq-source``) and is counted.
 
+Metrics: the reader records them itself, every ``METRICS_EVERY_SECONDS`` while it runs (nobody
+has to ask ``stats()``): the lag of each partition (``rca_kafka_consumer_lag_messages``) and
+the log events its buffers dropped (``rca_log_lines_dropped_total``, reason ``oversized`` or
+``buffer_full``); each DLQ message is counted as it is sent (``rca_dlq_messages_total``).
+
 Without Ray the class runs in any asyncio loop with a plain ``process`` callback (tests,
 the benchmark); :func:`ensure_reader` runs it as a named detached Ray actor that calls the
 Serve ingress's ``process_alert``.
@@ -53,6 +58,7 @@ READER_NAMESPACE = "rca"
 LOGS_FETCH_RECORDS = 20_000
 RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 REVOKE_WAIT_SECONDS = 30.0
+METRICS_EVERY_SECONDS = 5.0
 
 
 def _now() -> float:
@@ -146,6 +152,7 @@ class KafkaReader:
             "pauses": 0,
         }
         self.dlq: dict[str, int] = {}
+        self._dropped_recorded: dict[str, int] = {}
         self.state = "new"
         self.last_error: str | None = None
 
@@ -159,6 +166,7 @@ class KafkaReader:
             self._tasks = [
                 asyncio.create_task(self._supervise("logs", self._run_logs), name="rca-kafka-logs"),
                 asyncio.create_task(self._supervise("alerts", self._run_alerts), name="rca-kafka-alerts"),
+                asyncio.create_task(self._record_metrics_periodically(), name="rca-kafka-metrics"),
             ]
         return self.state
 
@@ -536,6 +544,22 @@ class KafkaReader:
             topic, partition = key.rsplit("/", 1)
             metrics.set_kafka_lag(topic, int(partition), value)
         return lags
+
+    def record_metrics(self) -> None:
+        """Record the lag of every partition and the buffer drops since the last call; never raises."""
+        try:
+            self.lag()
+            dropped = dict(self.buffers.dropped)
+            new = {reason: count - self._dropped_recorded.get(reason, 0) for reason, count in dropped.items()}
+            metrics.count_lines(0, {reason: count for reason, count in new.items() if count > 0})
+            self._dropped_recorded = dropped
+        except Exception as error:  # noqa: BLE001 - metrics never take the reader down
+            logger.warning("Kafka reader metrics not recorded: %s: %s", type(error).__name__, error)
+
+    async def _record_metrics_periodically(self) -> None:
+        while not self._stopping:
+            self.record_metrics()
+            await asyncio.sleep(METRICS_EVERY_SECONDS)
 
     async def stats(self) -> dict[str, Any]:
         """What /health and metrics show: counts, DLQ and drops by reason, lag, buffers, in flight.

@@ -1,15 +1,16 @@
 """The Kafka reader against a real broker, with a plain idempotent callback in place of the app.
 
 What is checked: alerts become incidents with the logs of their window; poison messages go
-to the DLQ with their reason and the next good message is processed; a slow pipeline pauses
-consumption instead of buffering; a failing pipeline is retried and nothing is committed
-past an unstored alert; a broker restart while alerts flow ends with exactly one incident
-per alert.
+to the DLQ with their reason and the next good message is processed; the reader records its
+lag and buffer drops as metrics on its own; a slow pipeline pauses consumption instead of
+buffering; a failing pipeline is retried and nothing is committed past an unstored alert; a
+broker restart while alerts flow ends with exactly one incident per alert.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -27,6 +28,7 @@ from tests.integration.kafka_support import (  # noqa: F401 - fixtures
     private_broker,
     read_topic,
 )
+from tests.support.metrics_recorder import recording
 
 pytestmark = pytest.mark.kafka
 
@@ -126,6 +128,32 @@ async def test_poison_messages_go_to_the_dlq_and_the_next_good_message_is_proces
     finally:
         await reader.stop()
         await raw.stop()
+
+
+async def test_the_reader_records_its_lag_and_buffer_drops_without_being_asked(kafka_bootstrap: str) -> None:
+    """Nobody calls stats() (no /health): the lag gauge and the dropped-lines counter are recorded anyway."""
+    settings = isolated_settings(kafka_bootstrap, max_line_bytes=1024)
+    topics = TopicNames.from_settings(settings)
+    raw = Publisher(kafka_bootstrap, topics=topics)
+    with recording() as calls:
+        reader = KafkaReader(settings, process=IncidentBook().process)
+        await reader.start()
+        try:
+            oversized = json.dumps({"message": "x" * 2000, "service": "svc"}).encode()
+            await raw.publish_records(topics.logs, [(b"svc", oversized), (b"svc", b'{"message": "fine", "service": "svc"}')])
+            dropped = ("rca_log_lines_dropped_total", "inc", 1.0, {"reason": "oversized"})
+            await eventually(lambda: dropped in calls, "the oversized event counted as dropped", within=30)
+
+            def caught_up() -> set[str]:
+                return {tags["partition"] for name, _, value, tags in calls
+                        if name == "rca_kafka_consumer_lag_messages" and tags["topic"] == topics.logs and value == 0}
+
+            await eventually(lambda: caught_up() == {"0", "1", "2"}, "every log partition's lag recorded as 0", within=30)
+            reader.record_metrics()  # a drop is counted once, not again at every report
+            assert [c for c in calls if c[0] == "rca_log_lines_dropped_total"] == [dropped]
+        finally:
+            await reader.stop()
+            await raw.stop()
 
 
 async def test_a_slow_pipeline_pauses_consumption_instead_of_buffering(kafka_bootstrap: str) -> None:

@@ -11,40 +11,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines import metrics
-
-
-class Recorder:
-    """Stands in for a ray.util.metrics object: remembers every call."""
-
-    def __init__(self, name: str, calls: list[tuple[str, str, float, dict[str, str]]]) -> None:
-        self.name = name
-        self.kind, self.tag_keys, _ = metrics.METRICS[name]
-        self.calls = calls
-
-    def _record(self, method: str, value: float, tags: dict[str, str] | None) -> None:
-        tags = tags or {}
-        assert set(tags) == set(self.tag_keys), f"{self.name}: tags {tags} != {self.tag_keys}"
-        self.calls.append((self.name, method, value, tags))
-
-    def inc(self, value: float, tags: dict[str, str] | None = None) -> None:
-        assert self.kind == "counter" and value > 0
-        self._record("inc", value, tags)
-
-    def set(self, value: float, tags: dict[str, str] | None = None) -> None:
-        assert self.kind == "gauge"
-        self._record("set", value, tags)
-
-    def observe(self, value: float, tags: dict[str, str] | None = None) -> None:
-        assert self.kind == "histogram"
-        self._record("observe", value, tags)
+from tests.support.metrics_recorder import Call, recording
 
 
 @pytest.fixture
-def calls() -> Iterator[list[tuple[str, str, float, dict[str, str]]]]:
-    recorded: list[tuple[str, str, float, dict[str, str]]] = []
-    metrics._reset(lambda name: Recorder(name, recorded))
-    yield recorded
-    metrics._reset()
+def calls() -> Iterator[list[Call]]:
+    with recording() as recorded:
+        yield recorded
 
 
 def test_each_function_records_its_metric(calls: list) -> None:
