@@ -9,24 +9,30 @@ few seconds (the rules and thresholds are the shipped ones). The stack's demo wo
 Loki's documented ``query_range`` API, which the workload answers (no Loki server runs here).
 
 The analyzer is the session's Serve app (one Ray cluster): its code, database and HTTP proxy,
-with a second application of the same ``build_app`` beside it, whose settings point at the
-test's Prometheus and Loki (``RCA_PROMETHEUS_URL``, ``RCA_LOKI_URL``); its auth settings are the
-session app's (tests/conftest.py). Alertmanager posts to that application's
-``POST /webhook/alertmanager`` with the session's webhook token.
+with a second application of the same ``build_app`` beside it, configured as in production:
+the test's Prometheus and Loki (``RCA_PROMETHEUS_URL``, ``RCA_LOKI_URL``), the machine's Kafka
+broker (``scripts/kafka``, topics of this test alone) and an OpenAI-compatible LLM (the local
+stand-in of tests/support/openai_standin.py, answering as a grounded model would); its auth
+settings are the session app's (tests/conftest.py). Alertmanager posts to that application's
+``POST /webhook/alertmanager`` with the session's webhook token; the alert goes through
+``rca.alerts`` and the Kafka reader, and the LLM reasoner writes the analysis.
 
 While the alert resolves, every PromQL expression of the Grafana dashboards is run against this
-Prometheus: all are valid, and those over metrics the loop produces return data.
+Prometheus, which scrapes Ray's metrics export port: every one returns data. For the panels no
+healthy alert touches, the test does what operators see happen: a poison message on
+``rca.alerts`` (dead-letter panel), an oversized event on ``rca.logs`` (dropped lines), a request
+without credentials (rejected requests).
 
 Waits poll with generous deadlines; no assertion is about time. The whole test takes about
-2.5 minutes, most of it waiting for the 5xx ratio over the rule's 2-minute window to fall
+3 minutes, most of it waiting for the 5xx ratio over the rule's 2-minute window to fall
 under 5 % after the fault is cleared.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -39,11 +45,16 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from pipelines.kafka_producer import Publisher
+from pipelines.kafka_topics import TopicNames
 from pipelines.simulate import SCENARIOS
 from tests.conftest import AUTH_SETTINGS, REPO, WEBHOOK_TOKEN, free_port
+from tests.integration.kafka_support import isolated_settings, kafka_bootstrap  # noqa: F401 - fixture
+from tests.support.openai_standin import OpenAIStandin, quoting_model, respond_with
 
 pytestmark = [
     pytest.mark.serve,
+    pytest.mark.kafka,
     pytest.mark.skipif(
         not (shutil.which("prometheus") and shutil.which("prometheus-alertmanager")),
         reason="prometheus and prometheus-alertmanager are not installed (run scripts/install-prometheus)",
@@ -53,6 +64,7 @@ pytestmark = [
 SCENARIO = "third_party_outage"
 LOOP_APP = "rca-alert-loop"
 LOOP_PREFIX = "/alert-loop"
+LLM_MODEL = "standin-model"
 T = TypeVar("T")
 
 
@@ -62,6 +74,13 @@ class Stack:
     alertmanager: str
     workload: str
     env: dict[str, str]
+
+
+@dataclass
+class LoopApp:
+    url: str
+    bootstrap: str
+    topics: TopicNames
 
 
 def wait_for(what: str, probe: Callable[[], T | None], deadline_s: float, every_s: float = 1.0) -> T:
@@ -122,19 +141,31 @@ def loop_stack(serve_app: str, tmp_path: Path) -> Iterator[Stack]:
 
 
 @pytest.fixture
-def loop_app(serve_app: str, database_url: str, data_dir: Path, loop_stack: Stack) -> Iterator[str]:
-    """The app's second application on the session's Serve, reading the stack's Prometheus and Loki."""
+def llm() -> Iterator[OpenAIStandin]:
+    """The local OpenAI-compatible endpoint, answering from what it was sent as a grounded model would."""
+    with OpenAIStandin(default=respond_with(quoting_model)) as standin:
+        yield standin
+
+
+@pytest.fixture
+def loop_app(serve_app: str, database_url: str, data_dir: Path, loop_stack: Stack, kafka_bootstrap: str,
+             llm: OpenAIStandin) -> Iterator[LoopApp]:
+    """The app's second application on the session's Serve: the stack's Prometheus and Loki, Kafka, an LLM."""
     from ray import serve
 
     from pipelines.app import build_app
-    from pipelines.settings import Settings
+    from pipelines.kafka_reader import stop_reader
 
-    settings = Settings(
+    settings = isolated_settings(
+        kafka_bootstrap,
         **AUTH_SETTINGS,  # the session app's: its JWTs and webhook token hold here too
         database_url=database_url,
         data_dir=data_dir,
         prometheus_url=loop_stack.prometheus,
         loki_url=loop_stack.workload,
+        openai_base_url=llm.base_url,
+        openai_api_key="test-key",
+        openai_model=LLM_MODEL,
         summarizer_replicas=1,
         source_timeout_seconds=10,
     )
@@ -143,8 +174,9 @@ def loop_app(serve_app: str, database_url: str, data_dir: Path, loop_stack: Stac
     serve.run(app, name=LOOP_APP, route_prefix=LOOP_PREFIX,
               logging_config={"enable_access_log": False, "log_level": "WARNING"})
     try:
-        yield f"{serve_app}{LOOP_PREFIX}"
+        yield LoopApp(url=f"{serve_app}{LOOP_PREFIX}", bootstrap=kafka_bootstrap, topics=TopicNames.from_settings(settings))
     finally:
+        stop_reader(LOOP_APP)
         serve.delete(LOOP_APP)
 
 
@@ -164,6 +196,14 @@ def _dashboard_queries() -> list[tuple[str, str]]:
     return queries
 
 
+async def _publish(app: LoopApp, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    publisher = Publisher(app.bootstrap, topics=app.topics)
+    try:
+        await publisher.publish_records(topic, records)
+    finally:
+        await publisher.stop()
+
+
 def _incident(app: str, service: str, name: str, since: str, headers: dict[str, str]) -> dict | None:
     page = httpx.get(f"{app}/api/incidents", params={"service": service, "since": since, "page_size": 100},
                      headers=headers, timeout=10)
@@ -172,11 +212,12 @@ def _incident(app: str, service: str, name: str, since: str, headers: dict[str, 
 
 
 def test_a_fault_fires_a_rule_and_alertmanager_opens_then_resolves_an_analyzed_incident(
-    loop_stack: Stack, loop_app: str, auth_headers: Callable[..., dict[str, str]]
+    loop_stack: Stack, loop_app: LoopApp, auth_headers: Callable[..., dict[str, str]]
 ) -> None:
     spec = SCENARIOS[SCENARIO]
     service, alert_name = spec.alert_service, spec.alert_name
     headers = auth_headers("viewer")
+    app = loop_app.url
 
     # The workload is scraped, healthy, and nothing fires yet.
     wait_for("the workload scraped", lambda: _prometheus_query(loop_stack, 'up{job="demo-workload"} == 1') or None, 60)
@@ -192,7 +233,7 @@ def test_a_fault_fires_a_rule_and_alertmanager_opens_then_resolves_an_analyzed_i
              90)
     incident = wait_for(
         f"an analyzed {alert_name} incident of {service} in GET /api/incidents",
-        lambda: (i if (i := _incident(loop_app, service, alert_name, since, headers)) and i["analysis"] else None),
+        lambda: (i if (i := _incident(app, service, alert_name, since, headers)) and i["analysis"] else None),
         90,
     )
     analysis = incident["analysis"]
@@ -205,8 +246,12 @@ def test_a_fault_fires_a_rule_and_alertmanager_opens_then_resolves_an_analyzed_i
     assert analysis["stats"]["lines_in"] > 0
     assert not [r for r in analysis["degraded_reasons"] if r.startswith(("loki", "prometheus"))]
 
+    # Alertmanager -> webhook -> rca.alerts -> the Kafka reader -> the pipeline, reasoned by the LLM.
+    assert analysis["reasoner"] == f"llm:{LLM_MODEL}", analysis["degraded_reasons"]
+    assert analysis["llm_usage"]["prompt_tokens"] > 0
+
     # The session app reads the same incident (one database), with its own auth.
-    same = httpx.get(f"{loop_app.removesuffix(LOOP_PREFIX)}/api/incidents/{incident['id']}", headers=headers, timeout=10)
+    same = httpx.get(f"{app.removesuffix(LOOP_PREFIX)}/api/incidents/{incident['id']}", headers=headers, timeout=10)
     assert same.status_code == 200 and same.json()["analysis"]["classification"] == analysis["classification"]
 
     # The analyzer's own metrics reach Prometheus through Ray's metrics export port.
@@ -216,25 +261,44 @@ def test_a_fault_fires_a_rule_and_alertmanager_opens_then_resolves_an_analyzed_i
     # Clear the fault: the alert resolves, Alertmanager sends `resolved`, the incident closes.
     assert httpx.delete(f"{loop_stack.workload}/fault", timeout=5).json()["fault"] is False
 
-    # Meanwhile, the dashboards' PromQL against this Prometheus: every expression is valid, and every
-    # one over metrics this loop produces returns data (Kafka, LLM and DLQ series exist only with those).
-    names = set(httpx.get(f"{loop_stack.prometheus}/api/v1/label/__name__/values", timeout=5).json()["data"])
-    checked = []
+    # What else operators see: a poison alert (to the dead-letter topic), a log event over
+    # RCA_MAX_LINE_BYTES (dropped from the reader's buffers), a call without credentials (401).
+    oversized = json.dumps({"message": "x" * 70_000, "service": service}).encode()
+    asyncio.run(_publish(loop_app, loop_app.topics.alerts, [(b"poison", b"{not an alert")]))
+    asyncio.run(_publish(loop_app, loop_app.topics.logs, [(service.encode(), oversized)]))
+    assert httpx.get(f"{app}/api/incidents", timeout=10).status_code == 401
+
+    # Meanwhile, the dashboards' PromQL against this Prometheus: every expression is valid and
+    # returns data, and the panels of what this test made happen show it by its label.
+    # rate()/increase() need two samples of a series inside the window: a series first
+    # scraped moments ago has data a scrape or two later, so poll rather than look once.
+    expected = {
+        "ray_rca_dlq_messages_total": ("reason", {"undecodable"}),
+        "ray_rca_log_lines_dropped_total": ("reason", {"oversized"}),
+        "ray_rca_requests_rejected_total": ("reason", {"unauthenticated"}),
+        "ray_rca_llm_requests_total": ("outcome", {"ok"}),
+        "ray_rca_llm_tokens_total": ("kind", {"prompt", "completion"}),
+        "ray_rca_kafka_consumer_lag_messages": ("topic", {loop_app.topics.alerts}),
+    }
+    shown: set[str] = set()
     for title, expr in _dashboard_queries():
         query = expr.replace("$__rate_interval", "1m")
         answer = httpx.get(f"{loop_stack.prometheus}/api/v1/query", params={"query": query}, timeout=10).json()
         assert answer["status"] == "success", f"{title}: {expr}: {answer.get('error')}"
-        metric = re.search(r"\bray_[a-z_]+", expr)
-        if metric and (metric.group(0) in names):
-            # rate()/increase() need two samples of a series inside the window: a series first
-            # scraped moments ago has data a scrape or two later, so poll rather than look once
-            wait_for(f"{title}: {expr} returns data while its metric is scraped",
-                     lambda query=query: _prometheus_query(loop_stack, query) or None, 90, every_s=2)
-            checked.append(title)
-    assert any("Stage latency" in t for t in checked) and any("Log lines" in t for t in checked)
+        metric = next((m for m in expected if m in expr), None)
+        label, values = expected[metric] if metric else ("", set())
+
+        def shows(query: str = query, label: str = label, values: set[str] = values) -> list[dict[str, Any]] | None:
+            result = _prometheus_query(loop_stack, query)
+            return result if result and values <= {series["metric"].get(label) for series in result} else None
+
+        wait_for(f"{title}: {expr} returns data" + (f" with {label} {sorted(values)}" if values else ""),
+                 shows, 90, every_s=2)
+        shown.update([metric] if metric else [])
+    assert shown == set(expected), f"no dashboard panel shows {sorted(set(expected) - shown)}"
     resolved = wait_for(
         f"the {alert_name} incident resolved",
-        lambda: (i if (i := _incident(loop_app, service, alert_name, since, headers)) and i["status"] == "resolved" else None),
+        lambda: (i if (i := _incident(app, service, alert_name, since, headers)) and i["status"] == "resolved" else None),
         200,
         every_s=2,
     )
@@ -242,5 +306,5 @@ def test_a_fault_fires_a_rule_and_alertmanager_opens_then_resolves_an_analyzed_i
     assert resolved["resolved_at"] is not None
     time_to_resolve = datetime.fromisoformat(resolved["resolved_at"]) - datetime.fromisoformat(resolved["started_at"])
     assert time_to_resolve.total_seconds() > 0
-    stats = httpx.get(f"{loop_app}/api/stats", headers=headers, timeout=10).json()
+    stats = httpx.get(f"{app}/api/stats", headers=headers, timeout=10).json()
     assert stats["incidents"] >= 1
