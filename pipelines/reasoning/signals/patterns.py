@@ -27,7 +27,10 @@ from pipelines.schemas import Category, Span
 MIN_SPANS = 3  # spans of an operation needed on each side of the alert
 MIN_Z = 3.0  # two-proportion z of a shift that counts (noise across ~1,000 pairs stays under it)
 Z_SCALE = 1.5  # z beyond the minimum that gives 0.63
-EDGE_SECONDS = 5.0  # spans this close to the window's first or last span are left out
+EDGE_SECONDS = 5.0
+#: the rarer side of a shift may keep at most this share of the other's rate: a line that
+#: appears or vanishes, not one whose share moves with the mix of requests (``trainNumber`` G|D)
+MAX_KEPT_SHARE = 0.25  # spans this close to the window's first or last span are left out
 
 
 def _shift_z(before: int, n_before: int, after: int, n_after: int) -> float:
@@ -70,10 +73,15 @@ class LogPatternSignal:
                 continue
             for tid in wrote[0][op].keys() | wrote[1][op].keys():
                 before, after = wrote[0][op].get(tid, 0), wrote[1][op].get(tid, 0)
+                template = texts.get(tid)
+                if template is not None and template.is_error and after < before:
+                    continue  # an error that stops is a recovery, not a fault
+                if not _changed_kind(before / n_before, after / n_after):
+                    continue
                 z = _shift_z(before, n_before, after, n_after)
                 if abs(z) < MIN_Z or abs(z) <= abs(best.get(op[0], (0.0, ""))[0]):
                     continue
-                text = texts[tid].text if tid in texts else tid
+                text = template.text if template is not None else tid
                 text = text if len(text) <= 140 else text[:137] + "..."
                 how = "stopped logging" if z < 0 else "started logging"
                 best[op[0]] = (z, (
@@ -94,6 +102,12 @@ class LogPatternSignal:
             ),
             key=lambda f: -f.strength,
         )
+
+
+def _changed_kind(share_before: float, share_after: float) -> bool:
+    """Did the line (nearly) appear or vanish? A share that merely moves is a data-dependent branch."""
+    low, high = sorted((share_before, share_after))
+    return low <= MAX_KEPT_SHARE * high
 
 
 def _inside(span: Span, first: float, last: float) -> bool:
