@@ -25,8 +25,9 @@ NEW_TEMPLATE_BONUS = 1.5
 NAMED_CALLEE_SHARE = 0.8
 MIN_VANISHED_EXPECTED = 8.0
 VANISHED_WEIGHT = 0.0  # off: a short baseline's workload mix differs too much to trust absences
-STEADY_DISCOUNT = 0.2
-MIN_SERVING_SPANS = 20  # an error already as frequent before the alert as after is background noise
+STEADY_DISCOUNT = 0.2  # an error already as frequent before the alert as after is background noise
+MIN_SERVING_SPANS = 20  # spans after the alert that show a named callee still answering
+MIN_ERROR_LINES = 2  # one line of a new error is an anecdote, not evidence
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*[A-Za-z0-9]")
 _SERVICE_WORDS = re.compile(r"(?i)(?:service|svc|server|api|client|db)$")
 
@@ -148,7 +149,7 @@ class LogTemplateSignal:
                 seen = base.get((owner, t.text), 0)
                 if has_baseline:
                     excess = n - GROWTH_FACTOR * seen * scale
-                    if excess <= 0:
+                    if excess <= 0 or n < MIN_ERROR_LINES:
                         continue
                     w = math.log1p(excess) * (NEW_TEMPLATE_BONUS if seen == 0 else 1.0)
                 else:

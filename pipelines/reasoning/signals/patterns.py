@@ -10,6 +10,11 @@ before the alert against the share after it. Conditioning on the operation cance
 workload, and comparing the window's own halves needs no baseline from another hour (whose
 templates and traffic may differ).
 
+Only the directions a fault takes count: a normal line that vanishes, an error line that
+appears. The opposite (an error that stops, a normal line that comes back) is a recovery,
+often of callers that were failing before the alert for another reason. A line whose share
+merely moves (half the requests take another branch) is the workload, not a fault.
+
 It needs log lines that carry their span id (``Digest.span_templates``) and spans; without
 either, or without any window time before the alert, it finds nothing. Spans too close to
 the window's edges are skipped: their logs or children may lie outside it.
@@ -74,8 +79,9 @@ class LogPatternSignal:
             for tid in wrote[0][op].keys() | wrote[1][op].keys():
                 before, after = wrote[0][op].get(tid, 0), wrote[1][op].get(tid, 0)
                 template = texts.get(tid)
-                if template is not None and template.is_error and after < before:
-                    continue  # an error that stops is a recovery, not a fault
+                is_error = template is not None and template.is_error
+                if is_error != (after > before):
+                    continue  # an error that stops, or a normal line that (re)appears, is a recovery
                 if not _changed_kind(before / n_before, after / n_after):
                     continue
                 z = _shift_z(before, n_before, after, n_after)
