@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from anomaly import AnomalyReport, Digest, LogRecord
 from pipelines.reasoning.base import Evidence
 from pipelines.reasoning.evidence import EvidenceReasoner
+from pipelines.reasoning.signals.log_templates import LogTemplateSignal
 from pipelines.reasoning.signals.patterns import LogPatternSignal
 from pipelines.reasoning.signals.traces import TraceSignal
 from pipelines.schemas import Alert, Category, Span
@@ -200,3 +201,20 @@ def test_no_pattern_shift_without_a_change_or_without_time_before_the_alert() ->
     assert LogPatternSignal().findings(_evidence(_digest(rows), _digest(_normal(T0 - 600)), spans=spans)) == []
     after_only, rows_after = _traced(T0 + 1, 30, broken_after=T0 + 20)
     assert LogPatternSignal().findings(_evidence(_digest(rows_after), _digest(_normal(T0 - 600)), spans=after_only)) == []
+
+
+def test_a_named_callee_that_keeps_serving_is_not_blamed_for_its_callers_complaint() -> None:
+    """"No instances available for payments-service" from orders, while payments answers every other caller."""
+    window_rows = _normal(T0 - 60)
+    for i in range(30):
+        window_rows.append(("orders", "ERROR", f"call failed: No instances available for payments-service (order {i})", T0 + 1 + i))
+    serving = [
+        Span(trace_id=f"s{i}", span_id=f"s{i}p", parent_id=None, service="payments", operation="POST /pay", start=T0 + 1 + i, duration_ms=5.0)
+        for i in range(30)
+    ]
+    findings = LogTemplateSignal().findings(_evidence(_digest(window_rows), _digest(_normal(T0 - 600)), spans=serving))
+    blamed = {f.service for f in findings}
+    assert "orders" in blamed and "payments" not in blamed
+    # without spans nothing shows payments answering: the complaint names the cause (the test above)
+    silent = LogTemplateSignal().findings(_evidence(_digest(window_rows), _digest(_normal(T0 - 600))))
+    assert max(silent, key=lambda f: f.strength).service == "payments"
