@@ -13,7 +13,7 @@ are reached through the handles given at composition (``pipelines/app.py``).
 import asyncio
 import functools
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
@@ -127,37 +127,12 @@ MAX_UNIX_SECONDS = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last time date
 MAX_ABS_VALUE = 1e18  # beyond any real metric; keeps the scorer's arithmetic finite
 
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(9999, 12, 30, tzinfo=timezone.utc)
-
-
-def _time_problem(where: str, value: datetime | None) -> str | None:
-    if value is not None and not (EARLIEST <= value <= LATEST):
-        return f"{where}: {value.isoformat()} is outside 1970-01-01 .. 9999-12-30"
-    return None
-
-
-def webhook_out_of_range(payload: AlertmanagerWebhook) -> str | None:
-    """The first alert time the database and the pipeline cannot hold, named (Alertmanager's zero endsAt is fine)."""
-    for i, alert in enumerate(payload.alerts):
-        ends = alert.ends_at if alert.ends_at is not None and alert.ends_at.year > 1 else None
-        problem = _time_problem(f"body.alerts.{i}.startsAt", alert.starts_at) or _time_problem(
-            f"body.alerts.{i}.endsAt", ends)
-        if problem:
-            return problem
-    return None
-
-
 def out_of_range(request: AnalyzeRequest) -> str | None:
-    """The first time, metric point or span outside what the stages can compute on, named; None when all fit.
+    """The first metric point or span outside what the stages can compute on, named; None when all fit.
 
-    Checked before any work (the contract allows any float and any date; NaN, infinities and
-    times outside 1970..9999 would only fail deep inside the scorer or the database).
+    Checked before any work (the contract allows any float; NaN and infinities would only fail
+    deep inside the scorer). Alert times are checked by the schema itself, on every path.
     """
-    problem = _time_problem("body.alert.timestamp", request.alert.timestamp) or _time_problem(
-        "body.alert.ends_at", request.alert.ends_at)
-    if problem:
-        return problem
     for where, telemetry in (("", request), ("baseline.", request.baseline)):
         if telemetry is None:
             continue
@@ -342,20 +317,23 @@ class Ingress:
     )
     async def alertmanager_webhook(self, payload: AlertmanagerWebhook) -> dict:
         """Alertmanager's webhook (version 4). With Kafka: published, then 202. Without: analyzed here."""
-        problem = webhook_out_of_range(payload)
-        if problem:
-            metrics.count_rejected("invalid_input")
-            raise HTTPException(status_code=422, detail=problem)
-        alerts = [a.to_alert() for a in payload.alerts]
+        valid, rejected = payload.valid_alerts()
+        for rejection in rejected:
+            metrics.count_rejected("invalid_alert")
+            log.warning("webhook alert rejected: %s", rejection.error)
+        if not valid:
+            raise HTTPException(status_code=422, detail="; ".join(r.error for r in rejected[:5]))
+        alerts = [a.to_alert() for a in valid]
+        answer: dict[str, Any] = {"accepted": len(alerts), "rejected": [r.model_dump() for r in rejected]}
         if self._settings.kafka_bootstrap:
             await self._publish(alerts)
-            return {"accepted": len(alerts), "via": "kafka"}
+            return {**answer, "via": "kafka"}
         service = await self._incidents()
         for alert in alerts:
             task = asyncio.create_task(self._process_logged(service, alert))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        return {"accepted": len(alerts), "via": "direct"}
+        return {**answer, "via": "direct"}
 
     async def _process_logged(self, service: IncidentService, alert: Any) -> None:
         try:

@@ -270,7 +270,10 @@ def load_alert(path: Path) -> Alert:
     data = _read_json(path, "--alert")
     try:
         if isinstance(data, dict) and "alerts" in data:
-            return AlertmanagerWebhook.model_validate(data).alerts[0].to_alert()
+            valid, rejected = AlertmanagerWebhook.model_validate(data).valid_alerts()
+            if rejected and rejected[0].index == 0:
+                raise CliError(f"--alert {path}: {rejected[0].error}")
+            return valid[0].to_alert()
         if isinstance(data, dict) and isinstance(data.get("alert"), dict):
             data = data["alert"]
         return Alert.model_validate(data)
@@ -292,8 +295,7 @@ def _read_log_files(paths: list[Path], max_bytes: int) -> tuple[list[str], list[
         if read.error:
             notes.append(read.error)
             continue
-        if read.skipped_bytes:
-            notes.append(f"{path}: only the last {max_bytes} bytes read")
+        notes.extend(read.notes(path, max_bytes))
         lines.extend(read.lines)
     return lines, notes
 

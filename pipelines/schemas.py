@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 MAX_SUMMARY_WORDS = 200
 
@@ -49,6 +49,18 @@ def _utc(value: datetime) -> datetime:
 # ---------------------------------------------------------------- alerts in
 
 
+#: The times the database and the pipeline can hold (the contract's datetimes allow more).
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9999, 12, 30, tzinfo=timezone.utc)
+
+
+def time_problem(where: str, value: datetime | None) -> str | None:
+    """Why a time cannot be stored, naming where it was; None when it can."""
+    if value is not None and not (EARLIEST <= value <= LATEST):
+        return f"{where}: {value.isoformat()} is outside 1970-01-01 .. 9999-12-30"
+    return None
+
+
 class Alert(BaseModel):
     """One alert, as our API takes it (and as an Alertmanager alert is converted to)."""
 
@@ -72,8 +84,12 @@ class Alert(BaseModel):
 
     @field_validator("timestamp", "ends_at")
     @classmethod
-    def _as_utc(cls, value: datetime | None) -> datetime | None:
-        return _utc(value) if value else value
+    def _as_utc(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        value = _utc(value) if value else value
+        problem = time_problem(info.field_name or "time", value)
+        if problem:  # the database and the pipeline hold 1970..9999, on every path (API, Kafka, CLI)
+            raise ValueError(problem)
+        return value
 
     @property
     def service(self) -> str | None:
@@ -108,6 +124,10 @@ class AlertmanagerAlert(BaseModel):
     def _needs_alertname(self) -> "AlertmanagerAlert":
         if not self.labels.get("alertname"):
             raise ValueError("labels.alertname is required")
+        ends = self.ends_at if self.ends_at is not None and self.ends_at.year > 1 else None  # "0001-01-01" = open
+        problem = time_problem("startsAt", self.starts_at) or time_problem("endsAt", ends)
+        if problem:
+            raise ValueError(problem)
         return self
 
     def to_alert(self) -> Alert:
@@ -140,7 +160,12 @@ class AlertmanagerWebhook(BaseModel):
     common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
     common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
     external_url: str = Field(default="", alias="externalURL")
-    alerts: list[AlertmanagerAlert] = Field(min_length=1, max_length=1000)
+    alerts: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=1000,
+        description="Alertmanager alerts; each is validated on its own (see valid_alerts), so one malformed "
+        "alert is reported without losing the others of its group",
+    )
 
     @field_validator("version")
     @classmethod
@@ -148,6 +173,36 @@ class AlertmanagerWebhook(BaseModel):
         if value != "4":
             raise ValueError(f"webhook version {value!r} is not supported; Alertmanager sends version 4")
         return value
+
+    def valid_alerts(self) -> tuple[list[AlertmanagerAlert], list[AlertRejection]]:
+        """The group's alerts that are valid, and why each other one is not.
+
+        Alertmanager does not resend a group it got a 4xx for, so rejecting a whole group for one
+        bad alert would lose the good ones.
+        """
+        valid: list[AlertmanagerAlert] = []
+        rejected: list[AlertRejection] = []
+        for index, raw in enumerate(self.alerts):
+            try:
+                valid.append(AlertmanagerAlert.model_validate(raw))
+            except ValidationError as exc:
+                rejected.append(AlertRejection(index=index, error=_validation_summary(f"body.alerts.{index}", exc)))
+        return valid, rejected
+
+
+class AlertRejection(BaseModel):
+    """An alert of a webhook group that was not taken, and why."""
+
+    index: int
+    error: str
+
+
+def _validation_summary(where: str, exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in error.get("loc", ()))
+        parts.append(f"{where}{'.' + loc if loc else ''}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------- context

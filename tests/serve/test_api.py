@@ -94,6 +94,31 @@ def test_metrics_endpoint_shows_the_analyses(client: httpx.Client, analyses: dic
     assert "ray_rca_log_lines_total" in body
 
 
+def test_a_malformed_alert_is_reported_without_losing_the_rest_of_its_group(client: httpx.Client) -> None:
+    """Alertmanager does not resend a group answered with a 4xx: the good alerts must still land."""
+    service = f"svc-{uuid.uuid4().hex[:6]}"
+    good = {"status": "firing", "labels": {"alertname": "HighErrorRate", "service": service, "severity": "critical"},
+            "startsAt": "2025-05-01T10:00:00Z", "fingerprint": uuid.uuid4().hex[:16]}
+    payload = {"version": "4", "status": "firing", "alerts": [
+        {"status": "firing", "labels": {"service": service}, "startsAt": "2025-05-01T10:00:00Z"},  # no alertname
+        good,
+        {**good, "startsAt": "0200-01-01T00:00:00Z", "fingerprint": uuid.uuid4().hex[:16]},  # before 1970
+    ]}
+    response = client.post("/webhook/alertmanager", json=payload)
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    assert answer["accepted"] == 1
+    assert [r["index"] for r in answer["rejected"]] == [0, 2]
+    assert "alertname" in answer["rejected"][0]["error"] and "body.alerts.0" in answer["rejected"][0]["error"]
+    assert "outside 1970" in answer["rejected"][1]["error"]
+    deadline = time.monotonic() + 60
+    items: list = []
+    while time.monotonic() < deadline and not items:
+        items = client.get("/api/incidents", params={"service": service}).json()["items"]
+        time.sleep(0.5)
+    assert [i["alert_name"] for i in items] == ["HighErrorRate"]
+
+
 def test_alertmanager_webhook_without_kafka_creates_an_analyzed_incident(client: httpx.Client) -> None:
     service = f"svc-{uuid.uuid4().hex[:6]}"
     payload = {

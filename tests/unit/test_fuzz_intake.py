@@ -126,7 +126,11 @@ def test_alertmanager_parser_validates_or_names_the_field(payload) -> None:
         for err in exc.errors():
             assert isinstance(err["msg"], str) and err["msg"]
         return
-    for alert in webhook.alerts:
+    valid, rejected = webhook.valid_alerts()
+    assert len(valid) + len(rejected) == len(webhook.alerts), "every alert is taken or rejected, none lost"
+    for rejection in rejected:
+        assert rejection.error.startswith(f"body.alerts.{rejection.index}"), "a rejection names the alert"
+    for alert in valid:
         converted = alert.to_alert()
         assert converted.name == alert.labels["alertname"]
         assert converted.timestamp.tzinfo is not None
