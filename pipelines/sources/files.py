@@ -37,6 +37,17 @@ class FileRead:
     nul_bytes: int = 0
     error: str | None = None
 
+    def notes(self, path: Path, max_bytes: int) -> list[str]:
+        """What was left out of or changed in the file, in words a user can act on."""
+        out = []
+        if self.skipped_bytes:
+            out.append(f"{path}: only the last {max_bytes} bytes read ({self.skipped_bytes} skipped)")
+        if self.nul_bytes:
+            out.append(f"{path}: {self.nul_bytes} NUL bytes removed")
+        if self.replaced_chars:
+            out.append(f"{path}: {self.replaced_chars} characters that were not UTF-8 replaced with U+FFFD")
+        return out
+
 
 def looks_binary(sample: bytes) -> bool:
     """True when the bytes are mostly not text: undecodable, or control characters."""
@@ -107,8 +118,8 @@ class FilesSource:
                 problems.append(read.error)
                 dropped["unreadable_files"] = dropped.get("unreadable_files", 0) + 1
                 continue
+            problems.extend(read.notes(path, self.max_bytes))
             if read.skipped_bytes:
-                problems.append(f"{path}: only the last {self.max_bytes} bytes read ({read.skipped_bytes} skipped)")
                 dropped["bytes_over_limit"] = dropped.get("bytes_over_limit", 0) + read.skipped_bytes
             if read.nul_bytes:
                 dropped["nul_bytes"] = dropped.get("nul_bytes", 0) + read.nul_bytes

@@ -54,6 +54,15 @@ async def test_invalid_utf8_is_replaced_and_counted(tmp_path: Path) -> None:
     result = await fetch(FilesSource([path]))
     assert [e.message for e in result.logs] == ["caf\ufffd ok", "second"]
     assert result.dropped["invalid_utf8_chars"] == 1
+    assert "latin1.log: 1 characters that were not UTF-8 replaced" in (result.error or "")
+
+
+async def test_nul_bytes_are_removed_and_said(tmp_path: Path) -> None:
+    path = tmp_path / "truncated.log"
+    path.write_bytes(b"\x00" * 20 + b"after copytruncate\n")
+    result = await fetch(FilesSource([path]))
+    assert [e.message for e in result.logs] == ["after copytruncate"]
+    assert result.dropped["nul_bytes"] == 20 and "20 NUL bytes removed" in (result.error or "")
 
 
 async def test_binary_and_missing_files_are_named_and_the_rest_go_on(tmp_path: Path) -> None:
