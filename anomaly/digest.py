@@ -19,6 +19,7 @@ from typing import Any
 
 import polars as pl
 
+from anomaly.intake import SPAN_ID_PATTERN
 from anomaly.masking import mask_series
 from anomaly.records import LogRecord
 from anomaly.mining import tokenize
@@ -71,9 +72,6 @@ def _matches(template_tokens: list[str], tokens: list[str]) -> bool:
 
 _SHAPES_SCHEMA = {"shape": pl.String, "count": pl.Int64, "first": pl.Float64, "last": pl.Float64,
                   "samples": pl.List(pl.String)}
-#: How a log line names the trace span it was written in: OTel/JSON fields (``span_id``,
-#: ``spanId``) and the inline forms of logback/log4j MDC patterns (``SpanID: 0ba8...``, ``span_id=...``).
-SPAN_ID_PATTERN = r"(?i)\bspan[_ -]?id\b[\"']?\s*[:=]\s*[\"']?([0-9a-f]{8,32})\b"
 #: Trace context a logging pattern prints into every line (``TraceID: 3b3a... SpanID: 0ba8...``). It
 #: is request metadata, not part of the event: left in, every line of an application shares it
 #: and the miner reads that shared prefix as the event, merging unrelated statements.
@@ -124,22 +122,27 @@ class Digest:
                 "timestamp": pl.Series([r.timestamp for r in rows], dtype=pl.Float64),
                 "level": pl.Series([r.level for r in rows], dtype=pl.String),
                 "service": pl.Series([r.service for r in rows], dtype=pl.String),
+                "span": pl.Series([r.span_id for r in rows], dtype=pl.String),
             }
         )
         return cls.from_frame(frame, bucket_seconds=bucket_seconds)
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame, *, bucket_seconds: float = BUCKET_SECONDS) -> Digest:
-        """Vectorized build from a frame with ``message, timestamp, level, service`` columns."""
+        """Vectorized build from a frame with ``message, timestamp, level, service`` (and maybe ``span``) columns."""
         digest = cls(bucket_seconds=bucket_seconds)
         if frame.height == 0:
             return digest
         msg = pl.col("message").cast(pl.String).fill_null("")
+        inline = msg.str.extract(SPAN_ID_PATTERN, 1).str.to_lowercase()
+        # the intake read it from the raw line, a shipper may have handed it over; else the message names it
+        span = pl.coalesce(pl.col("span").cast(pl.String), inline) if "span" in frame.columns else inline
         df = frame.select(
             msg.alias("message"),
             pl.col("timestamp").cast(pl.Float64),
             pl.col("level").cast(pl.String),
             pl.col("service").cast(pl.String),
+            span.alias("span"),
         )
         # the first line names the event; a joined stack trace only adds exception types
         first = df.get_column("message").str.split_exact("\n", 1).struct.field("field_0")
@@ -156,7 +159,6 @@ class Digest:
             pl.col("timestamp").max().alias("last"),
             pl.col("message").head(MAX_SAMPLES).str.slice(0, MAX_SAMPLE_CHARS).unique(maintain_order=True).alias("samples"),
         )
-        df = df.with_columns(pl.col("message").str.extract(SPAN_ID_PATTERN, 1).str.to_lowercase().alias("span"))
         for name, key in _SIDE.items():
             if name == "exceptions":
                 continue

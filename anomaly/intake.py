@@ -40,6 +40,10 @@ _JSON_KEYS = {
     "service": ("service", "service.name", "app", "application", "container_name"),
     "pod": ("pod", "pod_name", "hostname", "host"),
 }
+#: How a log line names the trace span it was written in: OTel/JSON fields (``"span_id": ...``,
+#: ``spanId``), logfmt (``span_id=...``) and the inline form of logback/log4j MDC patterns
+#: (``SpanID: 0ba8...``). Read from the raw line, before a structured line is reduced to its message.
+SPAN_ID_PATTERN = r"(?i)\bspan[_ -]?id\b[\"']?\s*[:=]\s*[\"']?([0-9a-f]{8,32})\b"
 _JSON_UNESCAPE = ((r"\n", "\n"), (r"\t", "\t"), (r"\r", ""), (r'\"', '"'), (r"\/", "/"), (r"\\", "\\"))
 
 
@@ -263,7 +267,7 @@ def _with_timestamp(df: pl.DataFrame, source: str) -> pl.DataFrame:
 def parse_frame(
     lines: Iterable[str | bytes], *, service: str | None = None, max_line_bytes: int = 65_536
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Vectorized intake: a frame of ``message, timestamp, level, service, pod`` and drop counts."""
+    """Vectorized intake: a frame of ``message, timestamp, level, service, pod, span`` and drop counts."""
     dropped: dict[str, int] = {}
     df = _to_series(lines, max_line_bytes, dropped).to_frame().with_row_index("row")
     t = pl.col("text")
@@ -290,7 +294,8 @@ def parse_frame(
             df = df.filter(~binary)
     null = pl.lit(None, dtype=pl.String)
     df = df.with_columns(
-        level=null, time=null, service=null, pod=null, structured=pl.lit(False), wrapped=pl.lit(False)
+        level=null, time=null, service=null, pod=null, structured=pl.lit(False), wrapped=pl.lit(False),
+        span=t.str.extract(SPAN_ID_PATTERN, 1).str.to_lowercase(),
     )
     is_json = t.str.starts_with("{") & t.str.ends_with("}")
     df = _on_rows(df, is_json, _parse_json_rows)
@@ -307,7 +312,7 @@ def parse_frame(
         _normalize_level(pl.col("level")).alias("level"),
         pl.coalesce("service", pl.lit(service, dtype=pl.String)).alias("service"),
     )
-    return df.select(pl.col("text").alias("message"), "timestamp", "level", "service", "pod"), dropped
+    return df.select(pl.col("text").alias("message"), "timestamp", "level", "service", "pod", "span"), dropped
 
 
 def _join_continuations(df: pl.DataFrame) -> pl.DataFrame:
@@ -340,7 +345,7 @@ def parse_lines(
     """Parse raw lines into records; never raises on bad lines (see module doc)."""
     df, dropped = parse_frame(lines, service=service, max_line_bytes=max_line_bytes)
     records = [
-        LogRecord(message=m, timestamp=ts, level=lv, service=sv, pod=pd)
-        for m, ts, lv, sv, pd in zip(*(df.get_column(c).to_list() for c in df.columns))
+        LogRecord(message=m, timestamp=ts, level=lv, service=sv, pod=pd, span_id=sp)
+        for m, ts, lv, sv, pd, sp in zip(*(df.get_column(c).to_list() for c in df.columns))
     ]
     return Intake(records=records, dropped=dropped)

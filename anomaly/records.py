@@ -20,3 +20,4 @@ class LogRecord:
     level: str | None = None  # normalized upper-case: FATAL, ERROR, WARN, INFO, DEBUG, TRACE
     service: str | None = None
     pod: str | None = None
+    span_id: str | None = None  # the trace span the line was written in, when the shipper knows it

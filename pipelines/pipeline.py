@@ -69,7 +69,12 @@ def _record_from_event(event: dict, max_line_bytes: int, dropped: dict[str, int]
         level=str(level).upper() if level else None,
         service=event.get("service"),
         pod=event.get("pod"),
+        span_id=str(event["span_id"]).lower() if event.get("span_id") else None,
     )
+
+
+#: Labels under which a shipper (OTel, Vector, Fluent Bit) hands over an event's span id.
+SPAN_LABELS = ("span_id", "spanId", "span.id")
 
 
 def to_chunk_items(logs: Sequence[LogInput]) -> list[str | dict]:
@@ -79,6 +84,9 @@ def to_chunk_items(logs: Sequence[LogInput]) -> list[str | dict]:
         if isinstance(entry, LogEvent):
             data = entry.model_dump(exclude={"labels"})
             data["timestamp"] = entry.timestamp.timestamp() if entry.timestamp else None
+            span = next((entry.labels[k] for k in SPAN_LABELS if entry.labels.get(k)), None)
+            if span:
+                data["span_id"] = span
             items.append(data)
         else:
             items.append(entry)

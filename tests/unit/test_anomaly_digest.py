@@ -154,3 +154,25 @@ def test_span_links_are_bounded_and_what_is_left_out_is_counted(monkeypatch) -> 
     assert sum(len(t) for t in d.span_templates().values()) == 5
     assert d.dropped["span_links"] == 12 - 5
     assert sum(t.count for t in d.templates.values()) == 12  # only the links are bounded, never the counts
+
+
+def test_span_ids_are_read_from_json_logfmt_inline_and_shipper_labels() -> None:
+    from anomaly.engine import digest_lines
+    from pipelines.pipeline import digest_chunk, to_chunk_items
+    from pipelines.schemas import LogEvent
+
+    lines = [
+        '{"time": "2024-01-07T10:00:00Z", "level": "info", "msg": "order created", "span_id": "00F067AA0BA902B7"}',
+        'ts=2024-01-07T10:00:01Z level=info msg="order paid" span_id=00f067aa0ba902b8',
+        "2024-01-07T10:00:02Z INFO c.X#1 TraceID: 4bf92f3577b34da6a3ce929d0e0e4736 SpanID: 00f067aa0ba902b9 [pay][done]",
+        "2024-01-07T10:00:03Z INFO no trace context here",
+    ]
+    d = digest_lines(lines)
+    texts = {span: {d.templates[t].text for t in tids} for span, tids in d.span_templates().items()}
+    assert texts == {
+        "00f067aa0ba902b7": {"order created"},
+        "00f067aa0ba902b8": {"order paid"},
+        "00f067aa0ba902b9": {"c.X#<*> [pay][done]"},
+    }
+    events = to_chunk_items([LogEvent(message="order shipped", labels={"spanId": "00F067AA0BA902BA"})])
+    assert digest_chunk(events).span_templates().keys() == {"00f067aa0ba902ba"}
