@@ -230,12 +230,12 @@ class Ingress:
 
     # ---------------------------------------------------------------- Python API (Kafka reader, CLI)
 
-    async def process_alert(self, alert: dict, logs: list[Any] | None = None) -> dict:
-        """Record and analyze one alert; idempotent (used by the Kafka reader)."""
+    async def process_alert(self, alert: dict, logs: list[Any] | None = None, delivery: str | None = None) -> dict:
+        """Record and analyze one alert; idempotent (used by the Kafka reader, which names the delivery)."""
         from pipelines.schemas import Alert
 
         service = await self._incidents()
-        return await service.process_alert(Alert.model_validate(alert), logs)
+        return await service.process_alert(Alert.model_validate(alert), logs, delivery)
 
     async def analyze(self, request: AnalyzeRequest | dict) -> dict:
         """The same as ``POST /analyze``, for callers that hold a handle (CLI, evaluation)."""

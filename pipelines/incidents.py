@@ -46,18 +46,19 @@ class IncidentService:
         metrics.count_incident(analysis.classification.category.value, request.alert.severity.value)
         return analysis
 
-    async def process_alert(self, alert: Alert, logs: list[LogInput] | None = None) -> dict:
+    async def process_alert(self, alert: Alert, logs: list[LogInput] | None = None, delivery: str | None = None) -> dict:
         """An alert from Alertmanager or Kafka: idempotent, safe to redeliver.
 
         A resolved alert closes its incident. A firing alert is analyzed once per incident;
-        a redelivery or a repeat finds the stored incident and its analysis.
+        a redelivery or a repeat finds the stored incident and its analysis. ``delivery`` (Kafka's
+        topic:partition:offset) tells a retry of one delivery from a repeat of the alert.
         """
         if alert.status == "resolved":
             incident = await self._store.resolve(alert)
             if incident is None:
                 return {"incident_id": None, "created": False, "analyzed": False, "status": "unknown"}
             return {"incident_id": incident.id, "created": False, "analyzed": False, "status": incident.status}
-        incident, created = await self._store.record_alert(alert)
+        incident, created = await self._store.record_alert(alert, delivery=delivery)
         analyzed = False
         if created or not await self._store.has_analysis(incident.id):
             context = await self._context(alert, Telemetry(logs=logs or []), None, self._window)

@@ -51,7 +51,8 @@ from pipelines.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-Process = Callable[[dict[str, Any], list[dict[str, Any]]], Awaitable[dict[str, Any]]]
+#: (alert, its context logs, the delivery "topic:partition:offset") -> what the app did with it
+Process = Callable[[dict[str, Any], list[dict[str, Any]], str], Awaitable[dict[str, Any]]]
 """``process(alert as JSON dict, log events) -> {"incident_id", "created", "analyzed", "status"}``; stores first."""
 
 READER_NAMESPACE = "rca"
@@ -442,7 +443,7 @@ class KafkaReader:
         attempt = 0
         while True:
             try:
-                result = await process(payload, self.context_logs(alert))
+                result = await process(payload, self.context_logs(alert), f"{record.topic}:{record.partition}:{record.offset}")
                 break
             except asyncio.CancelledError:
                 raise
@@ -466,8 +467,8 @@ class KafkaReader:
 
         handle = serve.get_deployment_handle("Ingress", app_name=self.app_name or "rca")
 
-        async def process(alert: dict[str, Any], logs: list[dict[str, Any]]) -> dict[str, Any]:
-            return await handle.process_alert.remote(alert, logs)
+        async def process(alert: dict[str, Any], logs: list[dict[str, Any]], delivery: str) -> dict[str, Any]:
+            return await handle.process_alert.remote(alert, logs, delivery)
 
         self._process = process
         return process

@@ -86,6 +86,22 @@ def _payload(alert: Alert) -> dict[str, Any]:
     return pg_safe(payload)
 
 
+#: deliveries are remembered this long: far beyond any Kafka retry of an unanswered alert
+DELIVERY_MEMORY = timedelta(days=7)
+
+
+async def _remember_delivery(conn: asyncpg.Connection, delivery: str | None, incident_id: Any, *, created: bool) -> None:
+    """Note that this delivery was recorded (see ``record_alert``), forgetting week-old ones."""
+    if not delivery:
+        return
+    await conn.execute(
+        "INSERT INTO alert_deliveries (id, incident_id, created) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+        pg_safe(delivery), incident_id, created,
+    )
+    if created:  # once per new incident is often enough to keep the table small
+        await conn.execute("DELETE FROM alert_deliveries WHERE received_at < now() - $1::interval", DELIVERY_MEMORY)
+
+
 async def _append(conn: asyncpg.Connection, entry: AuditEntry) -> None:
     """Append one audit row on ``conn`` (inside the caller's transaction when it has one)."""
     c = AuditContext.model_validate(pg_safe(entry.context.model_dump()))
@@ -162,10 +178,14 @@ class Store:
 
     # ------------------------------------------------------------ alerts -> incidents
 
-    async def record_alert(self, alert: Alert, audit: AuditContext | None = None) -> tuple[Incident, bool]:
+    async def record_alert(
+        self, alert: Alert, audit: AuditContext | None = None, delivery: str | None = None
+    ) -> tuple[Incident, bool]:
         """Attach a firing alert to its incident, creating one when needed.
 
-        Returns the incident and whether it was created by this call.
+        Returns the incident and whether it was created by this call. ``delivery`` names one
+        delivery of the alert (Kafka's topic:partition:offset): the same delivery again is a
+        retry, answered as the first time and not counted as a repeat.
         """
         fingerprint = pg_safe(alert.identity())
         service = pg_safe(alert.service)
@@ -174,6 +194,10 @@ class Store:
         detail = {"alert": alert.name, "fingerprint": fingerprint}
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", service or fingerprint)
+            if delivery:
+                seen = await conn.fetchrow("SELECT incident_id, created FROM alert_deliveries WHERE id = $1", delivery)
+                if seen is not None:
+                    return await self._get(conn, seen["incident_id"]), seen["created"]
             existing = await conn.fetchval(
                 "UPDATE alerts SET repeats = repeats + 1 WHERE fingerprint = $1 AND starts_at = $2 AND status = 'firing'"
                 " RETURNING incident_id",
@@ -183,6 +207,7 @@ class Store:
             if existing is not None:
                 await conn.execute("UPDATE incidents SET updated_at = now() WHERE id = $1", existing)
                 await _append(conn, audit_trail.entry("incident.repeat", context=who, incident_id=str(existing), detail=detail))
+                await _remember_delivery(conn, delivery, existing, created=False)
                 return await self._get(conn, existing), False
             joined = None
             if service:
@@ -216,6 +241,7 @@ class Store:
             )
             action = "incident.open" if created else "incident.join"
             await _append(conn, audit_trail.entry(action, context=who, incident_id=str(incident_id), detail=detail))
+            await _remember_delivery(conn, delivery, incident_id, created=created)
             return await self._get(conn, incident_id), created
 
     async def resolve(self, alert: Alert, audit: AuditContext | None = None) -> Incident | None:

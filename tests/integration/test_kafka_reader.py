@@ -44,7 +44,7 @@ class IncidentBook:
         self.running = 0
         self.max_running = 0
 
-    async def process(self, alert: dict[str, Any], logs: list[dict[str, Any]]) -> dict[str, Any]:
+    async def process(self, alert: dict[str, Any], logs: list[dict[str, Any]], delivery: str) -> dict[str, Any]:
         self.calls += 1
         self.running += 1
         self.max_running = max(self.max_running, self.running)

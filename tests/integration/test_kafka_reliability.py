@@ -358,6 +358,11 @@ def test_replica_killed_mid_analysis_then_the_alert_is_analyzed_again_and_stored
         rows = asyncio.run(_fetch(database.url, "SELECT a.reasoner FROM analyses a JOIN incidents i"
                                   " ON i.id = a.incident_id WHERE i.service = $1", service))
         assert [r["reasoner"] for r in rows] == [f"llm:{MODEL}"]  # the second LLM answer, not the held one
+        # the reader's retry is the same Kafka delivery: not an Alertmanager repeat, and one incident created
+        repeats = asyncio.run(_fetch(database.url, "SELECT al.repeats FROM alerts al JOIN incidents i"
+                                     " ON i.id = al.incident_id WHERE i.service = $1", service))
+        assert [r["repeats"] for r in repeats] == [1]
+        assert reader_stats()["incidents_created"] - start["incidents_created"] == 1
         assert reader_stats()["dlq"] == start["dlq"]
     finally:
         steps.release(service)

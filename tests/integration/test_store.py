@@ -47,6 +47,25 @@ async def test_same_alert_twice_is_one_incident(store: Store) -> None:
     assert again.id == first.id
 
 
+async def test_a_retried_delivery_is_answered_as_the_first_time_and_not_counted_as_a_repeat(store: Store) -> None:
+    """The reader retries when the reply was lost although the alert was stored."""
+    service = f"svc-{uuid.uuid4().hex[:8]}"
+    alert = _alert(service)
+    first, created = await store.record_alert(alert, delivery=f"rca.alerts:0:{service}")
+    retried, created_retry = await store.record_alert(alert, delivery=f"rca.alerts:0:{service}")
+    assert created and created_retry and retried.id == first.id  # the retry learns what its first try did
+
+    async def repeats() -> int:
+        async with store._pool.acquire() as conn:
+            return await conn.fetchval("SELECT repeats FROM alerts WHERE incident_id = $1 AND status = 'firing'", first.id)
+
+    assert await repeats() == 1
+    repeat, created_repeat = await store.record_alert(alert, delivery=f"rca.alerts:1:{service}")  # Alertmanager resent it
+    assert repeat.id == first.id and not created_repeat and await repeats() == 2
+    again, created_again = await store.record_alert(alert, delivery=f"rca.alerts:1:{service}")
+    assert again.id == first.id and not created_again and await repeats() == 2
+
+
 async def test_alerts_of_one_service_within_window_join_one_incident(store: Store) -> None:
     service = f"svc-{uuid.uuid4().hex[:8]}"
     first, _ = await store.record_alert(_alert(service, "HighErrorRate"))
