@@ -235,7 +235,7 @@ class Digest:
         if spans.height > MAX_SPAN_LINKS:
             over = int(spans.slice(MAX_SPAN_LINKS).get_column("n").sum())
             self._tables["spans"] = spans.head(MAX_SPAN_LINKS)
-            self.dropped["span_links"] = self.dropped.get("span_links", 0) + over
+            self.dropped["span_links_over_limit"] = self.dropped.get("span_links_over_limit", 0) + over
 
     def _table(self, name: str) -> pl.DataFrame:
         self._compact()

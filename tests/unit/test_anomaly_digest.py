@@ -152,7 +152,7 @@ def test_span_links_are_bounded_and_what_is_left_out_is_counted(monkeypatch) -> 
     records = [LogRecord(message=f"step {i % 2} done span_id={i:016x}", timestamp=float(i)) for i in range(12)]
     d = Digest.from_records(records[:6]).merge(Digest.from_records(records[6:]))
     assert sum(len(t) for t in d.span_templates().values()) == 5
-    assert d.dropped["span_links"] == 12 - 5
+    assert d.dropped["span_links_over_limit"] == 12 - 5
     assert sum(t.count for t in d.templates.values()) == 12  # only the links are bounded, never the counts
 
 
