@@ -229,6 +229,11 @@ class Digest:
             self._tables[name] = side.group_by("shape", key).agg(pl.col("n").sum())
         self._cap_span_links()
 
+    def count_dropped(self, counts: dict[str, int]) -> None:
+        """Add what the intake dropped, by reason, to what the digest itself left out."""
+        for reason, n in counts.items():
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+
     def _cap_span_links(self) -> None:
         """Bound the span table: trace-linked lines beyond ``MAX_SPAN_LINKS`` are counted, not kept."""
         spans = self._tables["spans"]

@@ -53,7 +53,7 @@ def digest_lines(
     """Digest of one batch of raw lines; what the intake dropped is kept in ``digest.dropped``."""
     frame, dropped = parse_frame(lines, service=service, max_line_bytes=max_line_bytes)
     digest = Digest.from_frame(frame, bucket_seconds=bucket_seconds)
-    digest.dropped = dropped
+    digest.count_dropped(dropped)
     return digest
 
 

@@ -48,7 +48,7 @@ def digest_chunk(chunk: Chunk, *, max_line_bytes: int = 65_536) -> Digest:
     records = [r for item in chunk if isinstance(item, dict) and (r := _record_from_event(item, max_line_bytes, dropped))]
     if records or dropped:
         events = Digest.from_records(records)
-        events.dropped = dropped
+        events.count_dropped(dropped)
         digest = digest.merge(events)
     return digest
 

@@ -176,3 +176,12 @@ def test_span_ids_are_read_from_json_logfmt_inline_and_shipper_labels() -> None:
     }
     events = to_chunk_items([LogEvent(message="order shipped", labels={"spanId": "00F067AA0BA902BA"})])
     assert digest_chunk(events).span_templates().keys() == {"00f067aa0ba902ba"}
+
+
+def test_intake_drops_and_left_out_links_are_both_counted(monkeypatch) -> None:
+    import anomaly.digest as digest_module
+    from anomaly.engine import digest_lines
+
+    monkeypatch.setattr(digest_module, "MAX_SPAN_LINKS", 2)
+    d = digest_lines([f"step done span_id={i:016x}" for i in range(5)] + ["", "   "])
+    assert d.dropped == {"span_links_over_limit": 3, "empty": 2}
