@@ -34,7 +34,11 @@ app.add_typer(keys_app, name="keys")
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
+#: output that is not a terminal (a log, CI) gets this width, so tables keep service names whole
+FILE_WIDTH = 132
 out = Console()
+if not out.is_terminal:
+    out.width = max(out.width, FILE_WIDTH)
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -468,7 +472,7 @@ def eval_nezha(
     if not as_json:
         table = Table("case", "truth", "fault", "predicted (top 3)", "rank", "category", "s")
         for r in rows:
-            table.add_row(r["case"], r["truth_service"], r["fault_type"], ", ".join(s or "-" for s in r["predicted"]),
+            table.add_row(r["case"], r["truth_service"], r["fault_type"], "\n".join(s or "-" for s in r["predicted"]),
                           str(r["rank"] or "-"), ("✓ " if r["category_ok"] else "✗ ") + r["category"], f"{r['seconds']:.1f}")
         out.print(table)
     _emit(scored, as_json)
