@@ -32,10 +32,10 @@ from pipelines.schemas import Category, Span
 MIN_SPANS = 3  # spans of an operation needed on each side of the alert
 MIN_Z = 3.0  # two-proportion z of a shift that counts (noise across ~1,000 pairs stays under it)
 Z_SCALE = 1.5  # z beyond the minimum that gives 0.63
-EDGE_SECONDS = 5.0
+EDGE_SECONDS = 5.0  # spans this close to the window's first or last span are left out
 #: the rarer side of a shift may keep at most this share of the other's rate: a line that
 #: appears or vanishes, not one whose share moves with the mix of requests (``trainNumber`` G|D)
-MAX_KEPT_SHARE = 0.25  # spans this close to the window's first or last span are left out
+MAX_KEPT_SHARE = 0.25
 
 
 def _shift_z(before: int, n_before: int, after: int, n_after: int) -> float:
@@ -56,20 +56,7 @@ class LogPatternSignal:
         logged = evidence.digest.span_templates()
         if not logged:
             return []
-        alert_ts = evidence.alert.timestamp.timestamp()
-        first = min(s.start for s in evidence.spans) + EDGE_SECONDS
-        last = max(s.start for s in evidence.spans) - EDGE_SECONDS
-        spans: tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]] = (defaultdict(int), defaultdict(int))
-        wrote: tuple[dict, dict] = (defaultdict(lambda: defaultdict(int)), defaultdict(lambda: defaultdict(int)))
-        for s in evidence.spans:
-            if not _inside(s, first, last):
-                continue
-            side = 0 if s.start < alert_ts else 1
-            op = (s.service, s.operation)
-            spans[side][op] += 1
-            for tid in logged.get(s.span_id.lower(), ()):
-                wrote[side][op][tid] += 1
-
+        spans, wrote = _count(evidence.spans, logged, evidence.alert.timestamp.timestamp())
         best: dict[str, tuple[float, str]] = {}
         texts = evidence.digest.templates
         for op in spans[0].keys() & spans[1].keys():
@@ -108,6 +95,28 @@ class LogPatternSignal:
             ),
             key=lambda f: -f.strength,
         )
+
+
+Operation = tuple[str, str]  # (service, operation name)
+
+
+def _count(
+    all_spans: list[Span], logged: dict[str, dict[str, int]], alert_ts: float
+) -> tuple[tuple[dict[Operation, int], dict[Operation, int]], tuple[dict, dict]]:
+    """Before and after the alert: spans per operation, and per operation how many wrote each template."""
+    first = min(s.start for s in all_spans) + EDGE_SECONDS
+    last = max(s.start for s in all_spans) - EDGE_SECONDS
+    spans: tuple[dict[Operation, int], dict[Operation, int]] = (defaultdict(int), defaultdict(int))
+    wrote: tuple[dict, dict] = (defaultdict(lambda: defaultdict(int)), defaultdict(lambda: defaultdict(int)))
+    for s in all_spans:
+        if not _inside(s, first, last):
+            continue
+        side = 0 if s.start < alert_ts else 1
+        op = (s.service, s.operation)
+        spans[side][op] += 1
+        for tid in logged.get(s.span_id.lower(), ()):
+            wrote[side][op][tid] += 1
+    return spans, wrote
 
 
 def _changed_kind(share_before: float, share_after: float) -> bool:
