@@ -218,3 +218,13 @@ def test_a_named_callee_that_keeps_serving_is_not_blamed_for_its_callers_complai
     # without spans nothing shows payments answering: the complaint names the cause (the test above)
     silent = LogTemplateSignal().findings(_evidence(_digest(window_rows), _digest(_normal(T0 - 600))))
     assert max(silent, key=lambda f: f.strength).service == "payments"
+
+
+def test_a_name_that_could_not_be_resolved_is_the_query_not_the_cause() -> None:
+    window_rows = _normal(T0 - 60)
+    for i in range(40):
+        window_rows.append(("coredns", "ERROR", f"[ERROR] plugin/errors: 2 payments-service.shop.svc.cluster.local. A: read udp 10.0.0.{i}:53: i/o timeout", T0 + 1 + i))
+    findings = LogTemplateSignal().findings(_evidence(_digest(window_rows), _digest(_normal(T0 - 600))))
+    top = max(findings, key=lambda f: f.strength)
+    assert top.service == "coredns" and top.fault_type == "dns_failure"
+    assert "payments" not in {f.service for f in findings}

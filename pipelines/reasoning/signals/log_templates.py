@@ -157,7 +157,8 @@ class LogTemplateSignal:
                 w *= onset.get(tid, 1.0)
                 if w <= 0:
                     continue
-                callees = named - {owner} - serving
+                # a name that could not be resolved is the query, not the cause
+                callees = set() if "dns_failure" in found else named - {owner} - serving
                 targets = [(owner, 1.0 - NAMED_CALLEE_SHARE)] + [(c, NAMED_CALLEE_SHARE / len(callees)) for c in callees] if callees else [(owner, 1.0)]
                 for service, share in targets:
                     weight[service] += w * share

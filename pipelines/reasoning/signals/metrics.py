@@ -36,8 +36,8 @@ RULES: list[MetricRule] = [
     _rule(r"^(?!.*node).*cpu.*(rate|percent|usage|seconds|millicores)", "cpu_contention", Category.infrastructure, 1.0, 1, "CPU"),
     _rule(r"^(?!.*node).*(mem|heap|rss)", "memory_leak", Category.application, 0.8, 1, "memory"),
     _rule(r"^(?!.*node).*(disk|filesystem|fs_)", "disk_full", Category.infrastructure, 0.8, 1, "disk"),
-    _rule(r"^(?!.*node).*(success|availability)", "code_exception", Category.application, 0.5, -1, "success rate"),
-    _rule(r"^(?!.*node).*(error|5xx|fail)", "code_exception", Category.application, 0.5, 1, "errors"),
+    _rule(r"^(?!.*node).*(success|availability)", "code_exception", Category.application, 0.15, -1, "success rate"),
+    _rule(r"^(?!.*node).*(error|5xx|fail)", "code_exception", Category.application, 0.15, 1, "errors"),
     _rule(r"^(?!.*(node|client)).*(latency|duration|response_time)", "latency", Category.application, 0.1, 1, "latency"),
 ]
 
