@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipelines.schemas import Alert, AlertmanagerWebhook, Analysis, AnalyzeRequest
+from pipelines.schemas import Alert, AlertmanagerWebhook, Analysis, AnalyzeRequest, describe_validation_error
 from pipelines.settings import Settings
 
 app = typer.Typer(help="Incident root-cause analyzer on Ray Serve.", no_args_is_help=True, add_completion=False)
@@ -58,11 +58,7 @@ def _settings(**overrides: Any) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        raise CliError(f"configuration: {_validation_message(exc)}") from exc
-
-
-def _validation_message(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()[:10])
+        raise CliError(f"configuration: {describe_validation_error(exc)}") from exc
 
 
 @contextmanager
@@ -191,7 +187,7 @@ def keys_create(
     try:
         request = ApiKeyCreate(name=name, role=role)  # type: ignore[arg-type]
     except ValidationError as exc:
-        raise CliError(_validation_message(exc)) from exc
+        raise CliError(describe_validation_error(exc)) from exc
     value, key_id, secret_hash = generate_api_key()
     key = _with_store(lambda store: store.create_api_key(key_id, request.name, request.role, secret_hash, _cli_actor()))
     created = NewApiKey(**key.model_dump(), api_key=value)
@@ -282,7 +278,7 @@ def load_alert(path: Path) -> Alert:
             data = data["alert"]
         return Alert.model_validate(data)
     except ValidationError as exc:
-        raise CliError(f"--alert {path}: {_validation_message(exc)}") from exc
+        raise CliError(f"--alert {path}: {describe_validation_error(exc)}") from exc
 
 
 def _read_log_files(paths: list[Path], max_bytes: int) -> tuple[list[str], list[str]]:

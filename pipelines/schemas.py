@@ -186,7 +186,7 @@ class AlertmanagerWebhook(BaseModel):
             try:
                 valid.append(AlertmanagerAlert.model_validate(raw))
             except ValidationError as exc:
-                rejected.append(AlertRejection(index=index, error=_validation_summary(f"body.alerts.{index}", exc)))
+                rejected.append(AlertRejection(index=index, error=describe_validation_error(exc, where=f"body.alerts.{index}", limit=3)))
         return valid, rejected
 
 
@@ -197,11 +197,15 @@ class AlertRejection(BaseModel):
     error: str
 
 
-def _validation_summary(where: str, exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError, *, where: str = "", empty: str = "value", limit: int = 10) -> str:
+    """A pydantic error in one line a user can act on: ``field.path: what is wrong; ...``.
+
+    ``where`` prefixes every path (``body.alerts.3``); ``empty`` names a path-less error.
+    """
     parts = []
-    for error in exc.errors()[:3]:
-        loc = ".".join(str(p) for p in error.get("loc", ()))
-        parts.append(f"{where}{'.' + loc if loc else ''}: {error.get('msg', 'invalid')}")
+    for error in exc.errors()[:limit]:
+        path = ".".join(str(p) for p in (where, *error.get("loc", ())) if p != "")
+        parts.append(f"{path or empty}: {error.get('msg', 'invalid')}")
     return "; ".join(parts)
 
 

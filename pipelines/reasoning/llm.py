@@ -42,7 +42,15 @@ from pipelines.reasoning.prompt import (
     estimate_tokens,
     is_grounded,
 )
-from pipelines.schemas import Category, Classification, Hypothesis, LLMUsage, RemediationStep, RiskLevel
+from pipelines.schemas import (
+    Category,
+    Classification,
+    Hypothesis,
+    LLMUsage,
+    RemediationStep,
+    RiskLevel,
+    describe_validation_error,
+)
 from pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -198,9 +206,7 @@ def parse_answer(content: str | None) -> LLMAnswer:
     try:
         return LLMAnswer.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'answer'}: {err['msg']}" for err in exc.errors()[:8]
-        )
+        problems = describe_validation_error(exc, empty="answer", limit=8)
         raise ValueError(f"the answer does not match the schema ({problems})") from None
 
 
