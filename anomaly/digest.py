@@ -125,6 +125,9 @@ class Digest:
                 "span": pl.Series([r.span_id for r in rows], dtype=pl.String),
             }
         )
+        # a shipper may have handed the span over; otherwise the message may name it
+        inline = pl.col("message").str.extract(SPAN_ID_PATTERN, 1).str.to_lowercase()
+        frame = frame.with_columns(pl.coalesce("span", inline).alias("span"))
         return cls.from_frame(frame, bucket_seconds=bucket_seconds)
 
     @classmethod
@@ -134,9 +137,8 @@ class Digest:
         if frame.height == 0:
             return digest
         msg = pl.col("message").cast(pl.String).fill_null("")
-        inline = msg.str.extract(SPAN_ID_PATTERN, 1).str.to_lowercase()
-        # the intake read it from the raw line, a shipper may have handed it over; else the message names it
-        span = pl.coalesce(pl.col("span").cast(pl.String), inline) if "span" in frame.columns else inline
+        # the intake reads the span from the raw line (from_records from the record or its message)
+        span = pl.col("span").cast(pl.String) if "span" in frame.columns else msg.str.extract(SPAN_ID_PATTERN, 1).str.to_lowercase()
         df = frame.select(
             msg.alias("message"),
             pl.col("timestamp").cast(pl.Float64),
