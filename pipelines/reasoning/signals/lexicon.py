@@ -19,10 +19,12 @@ class FaultKind:
     category: Category
     cause: str
     pattern: re.Pattern[str]
+    #: does a service named in such a message cause it? A DNS failure names what was looked up, not a culprit
+    blames_named: bool = True
 
 
-def _kind(name: str, category: Category, cause: str, *words: str) -> FaultKind:
-    return FaultKind(name, category, cause, re.compile("|".join(words), re.IGNORECASE))
+def _kind(name: str, category: Category, cause: str, *words: str, blames_named: bool = True) -> FaultKind:
+    return FaultKind(name, category, cause, re.compile("|".join(words), re.IGNORECASE), blames_named)
 
 
 FAULT_KINDS: list[FaultKind] = [
@@ -36,7 +38,7 @@ FAULT_KINDS: list[FaultKind] = [
           r"could not serialize access", r"database .* (is|was) (down|unavailable)"),
     _kind("dns_failure", Category.network, "DNS resolution failures",
           r"UnknownHost", r"no such host", r"name resolution", r"ENOTFOUND", r"EAI_AGAIN", r"NXDOMAIN", r"SERVFAIL",
-          r"lookup \S+ on \S+:53", r"plugin/errors"),
+          r"lookup \S+ on \S+:53", r"plugin/errors", blames_named=False),
     _kind("network_delay", Category.network, "network latency or timeouts between services",
           r"i/o timeout", r"connect(ion)? timed out", r"read timed out", r"SocketTimeout", r"deadline exceeded",
           r"context deadline", r"ETIMEDOUT", r"504 Gateway Timeout"),

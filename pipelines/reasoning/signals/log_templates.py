@@ -17,7 +17,7 @@ from collections import defaultdict
 from anomaly import Digest, TemplateStats
 from pipelines.reasoning.base import Evidence
 from pipelines.reasoning.signals.base import Finding, saturate
-from pipelines.reasoning.signals.lexicon import kinds_in
+from pipelines.reasoning.signals.lexicon import KINDS_BY_NAME, kinds_in
 from pipelines.schemas import Category
 
 GROWTH_FACTOR = 1.5  # a template must exceed 1.5x its expected count to count as grown
@@ -157,8 +157,8 @@ class LogTemplateSignal:
                 w *= onset.get(tid, 1.0)
                 if w <= 0:
                     continue
-                # a name that could not be resolved is the query, not the cause
-                callees = set() if "dns_failure" in found else named - {owner} - serving
+                blames_named = all(KINDS_BY_NAME[k].blames_named for k in found if k in KINDS_BY_NAME)
+                callees = named - {owner} - serving if blames_named else set()
                 targets = [(owner, 1.0 - NAMED_CALLEE_SHARE)] + [(c, NAMED_CALLEE_SHARE / len(callees)) for c in callees] if callees else [(owner, 1.0)]
                 for service, share in targets:
                     weight[service] += w * share
@@ -206,7 +206,5 @@ class LogTemplateSignal:
 
 
 def _category(kind: str) -> Category:
-    from pipelines.reasoning.signals.lexicon import KINDS_BY_NAME
-
     found = KINDS_BY_NAME.get(kind)
     return found.category if found else Category.application

@@ -3,8 +3,8 @@
 A metric counts when its worst point in the window lies many robust deviations (median
 absolute deviation) away from the baseline's median and clearly changed relative to that
 median. Which metric moved says what kind of fault it suggests: the pod's own CPU points at
-CPU contention (infrastructure), memory at a leak (application); latency and traffic rise in
-every service on a slow path, so they are weak and only help to break ties. Node-level
+CPU contention (infrastructure), memory at a leak (application); latency and error rates rise in
+every service on a slow or failing path, so they are weak and only help to break ties. Node-level
 metrics are shared by all pods of a node and are left out: they cannot single out a service.
 """
 
