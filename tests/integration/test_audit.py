@@ -17,13 +17,6 @@ from pipelines.store import ApiKeyNotFound, Store
 T0 = datetime(2025, 4, 1, 9, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture()
-async def store(database_url: str):
-    s = await Store.connect(database_url)
-    yield s
-    await s.close()
-
-
 def _who(name: str) -> AuditContext:
     return AuditContext(actor=name, actor_kind="jwt", role="operator", client="192.0.2.10", method="POST",
                         route="/analyze", request_id=str(uuid.uuid4()))

@@ -13,13 +13,6 @@ from pipelines.store import IncidentNotFound, Store
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture()
-async def store(database_url: str):
-    s = await Store.connect(database_url)
-    yield s
-    await s.close()
-
-
 def _alert(service: str, name: str = "HighErrorRate", at: datetime = T0, **kw) -> Alert:
     return Alert(name=name, severity=kw.pop("severity", "critical"), timestamp=at, labels={"service": service, **kw})
 
