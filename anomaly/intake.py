@@ -39,6 +39,8 @@ _JSON_KEYS = {
     "time": ("time", "timestamp", "@timestamp", "ts", "datetime", "date"),
     "service": ("service", "service.name", "app", "application", "container_name"),
     "pod": ("pod", "pod_name", "hostname", "host"),
+    # the cause of a structured error line is usually in a field of its own, not in the message
+    "error": ("error", "err", "exception", "exc_info", "stack_trace", "stacktrace"),
 }
 #: How a log line names the trace span it was written in: OTel/JSON fields (``"span_id": ...``,
 #: ``spanId``), logfmt (``span_id=...``) and the inline form of logback/log4j MDC patterns
@@ -163,6 +165,7 @@ def _json_decoded(df: pl.DataFrame) -> pl.DataFrame | None:
         first(_JSON_KEYS["time"]).alias("j_time"),
         first(_JSON_KEYS["service"], ("container_name", "container", "service")).alias("j_service"),
         first(_JSON_KEYS["pod"], ("pod_name", "pod")).alias("j_pod"),
+        first(_JSON_KEYS["error"]).alias("j_error"),
     )
     return pl.concat([df, fields], how="horizontal")
 
@@ -178,11 +181,12 @@ def _parse_json_rows(df: pl.DataFrame) -> pl.DataFrame:
             _json_field(_JSON_KEYS["time"], numbers=True).alias("j_time"),
             _json_field(_JSON_KEYS["service"]).alias("j_service"),
             _json_field(_JSON_KEYS["pod"]).alias("j_pod"),
+            _json_field(_JSON_KEYS["error"], unescape=True).alias("j_error"),
         )
     return js.with_columns(
         # docker wrapper: the inner text is parsed again as a line of its own
         pl.when(pl.col("j_log").is_not_null()).then(pl.col("j_log").str.strip_chars_end("\r\n"))
-        .when(pl.col("j_msg").is_not_null()).then(pl.col("j_msg"))
+        .when(pl.col("j_msg").is_not_null()).then(_with_error(pl.col("j_msg"), pl.col("j_error")))
         .otherwise(pl.col("text")).alias("text"),
         (pl.col("j_log").is_null()).alias("structured"),
         pl.col("j_log").is_not_null().alias("wrapped"),
@@ -190,7 +194,17 @@ def _parse_json_rows(df: pl.DataFrame) -> pl.DataFrame:
         pl.coalesce("time", "j_time").alias("time"),
         pl.coalesce("service", "j_service").alias("service"),
         pl.coalesce("pod", "j_pod").alias("pod"),
-    ).drop("j_log", "j_msg", "j_level", "j_time", "j_service", "j_pod")
+    ).drop("j_log", "j_msg", "j_level", "j_time", "j_service", "j_pod", "j_error")
+
+
+def _with_error(message: pl.Expr, error: pl.Expr) -> pl.Expr:
+    """A structured line's message with its error field appended (``msg: error``).
+
+    ``msg="upstream request failed" error="getaddrinfo ENOTFOUND inventory"``: the message says
+    that something failed, the error field says why; templates and the lexicon need both.
+    """
+    has_error = error.is_not_null() & (error.str.len_chars() > 0) & ~message.str.contains(error, literal=True)
+    return pl.when(has_error).then(pl.concat_str([message, pl.lit(": "), error])).otherwise(message)
 
 
 def _logfmt_value(key_alt: str) -> pl.Expr:
@@ -204,7 +218,7 @@ def _logfmt_value(key_alt: str) -> pl.Expr:
 
 def _parse_logfmt_rows(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(
-        pl.coalesce(_logfmt_value("msg|message"), pl.col("text")).alias("text"),
+        _with_error(pl.coalesce(_logfmt_value("msg|message"), pl.col("text")), _logfmt_value("|".join(_JSON_KEYS["error"]))).alias("text"),
         pl.coalesce("level", pl.col("text").str.extract(r"\b(?:level|lvl|severity)=\"?(\w+)", 1)).alias("level"),
         pl.coalesce("time", pl.col("text").str.extract(r"\b(?:ts|time|timestamp)=\"?([^\s\"]+)", 1)).alias("time"),
         pl.coalesce("service", pl.col("text").str.extract(r"\b(?:service|app|svc)=\"?([^\s\"]+)", 1)).alias("service"),

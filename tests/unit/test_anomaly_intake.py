@@ -99,3 +99,24 @@ def test_docker_wrapped_stack_trace_is_joined_and_never_split_across_batches():
     assert len(records) == 1 and records[0].message.endswith("at a.B.c(B.java:1)")
     lines = [docker("ok")] * 3 + [docker("\tat a.B.c(B.java:1)")] * 3 + [docker("next")]
     assert [len(b) for b in batches(lines, size=3)] == [6, 1]
+
+
+def test_a_structured_lines_error_field_is_part_of_its_message():
+    """The message says that something failed; the error field says why. Both reach the templates."""
+    lines = [
+        json.dumps({"ts": 1714557600, "level": "error", "msg": "upstream request failed", "error": "getaddrinfo ENOTFOUND inventory"}),
+        json.dumps({"ts": 1714557600, "level": "error", "msg": "charge failed", "err": "card declined"}),
+        'ts=1714557600 level=error msg="dependency call failed" error="dial tcp: i/o timeout" attempt=2',
+        json.dumps({"ts": 1714557600, "level": "error", "msg": "boom: disk full", "error": "disk full"}),
+        json.dumps({"ts": 1714557600, "level": "error", "msg": "nested cause", "err": {"message": "kept out"}}),
+        json.dumps({"ts": 1714557600, "level": "info", "msg": "fine", "error": ""}),
+    ]
+    messages = [r.message for r in parse_lines(lines).records]
+    assert messages == [
+        "upstream request failed: getaddrinfo ENOTFOUND inventory",
+        "charge failed: card declined",
+        "dependency call failed: dial tcp: i/o timeout",
+        "boom: disk full",  # already in the message: not repeated
+        "nested cause",  # an object is not a message; the line is still taken
+        "fine",
+    ]
