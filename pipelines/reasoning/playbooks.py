@@ -37,7 +37,7 @@ PLAYBOOKS: dict[str, list[Step]] = {
     "db_connection_exhaustion": [
         Step("Look at connections on the database", "psql -c \"SELECT state, count(*) FROM pg_stat_activity GROUP BY state\"", "Connections at max_connections, many idle in transaction or waiting", L),
         Step("Find and end idle-in-transaction sessions holding connections", "psql -c \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle in transaction' AND state_change < now() - interval '5 minutes'\"", "Connections freed; waiting requests proceed", M),
-        Step("Lower the pool size per replica of the callers or add PgBouncer in front of {service}", None, "Total pool sizes below max_connections", M),
+        Step("Lower the pool size per replica of the callers, or put PgBouncer in front of the database", None, "Total pool sizes below max_connections", M),
         Step("Scale down the callers that open the most connections, if the database stays saturated", "kubectl scale deployment/<caller> -n {namespace} --replicas=<n>", "Fewer connections; database accepts new ones", H),
     ],
     "database_error": [
@@ -46,7 +46,7 @@ PLAYBOOKS: dict[str, list[Step]] = {
     ],
     "dns_failure": [
         Step("Check cluster DNS pods and their errors", "kubectl get pods -n kube-system -l k8s-app=kube-dns; kubectl logs -n kube-system -l k8s-app=kube-dns --since=15m | grep -i error", "CoreDNS pods unhealthy or timing out upstream", L),
-        Step("Resolve a service name from inside {service}", "kubectl exec -n {namespace} deploy/{service} -- nslookup kubernetes.default", "Lookup fails or times out: DNS is the cause", L),
+        Step("Resolve a service name from a fresh pod in {namespace}", "kubectl run dnscheck -n {namespace} --rm -i --restart=Never --image=busybox:1.36 -- nslookup kubernetes.default", "Lookup fails or times out: DNS is the cause", L),
         Step("Restart CoreDNS", "kubectl rollout restart deployment/coredns -n kube-system", "Lookups succeed again; errors drop", M),
         Step("Scale CoreDNS up if it is overloaded", "kubectl scale deployment/coredns -n kube-system --replicas=4", "DNS latency back to normal", M),
     ],

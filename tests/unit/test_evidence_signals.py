@@ -228,3 +228,42 @@ def test_a_name_that_could_not_be_resolved_is_the_query_not_the_cause() -> None:
     top = max(findings, key=lambda f: f.strength)
     assert top.service == "coredns" and top.fault_type == "dns_failure"
     assert "payments" not in {f.service for f in findings}
+
+
+def test_the_owner_of_an_exhausted_database_is_blamed_over_the_clients_that_wait_on_it() -> None:
+    """orders times out on its pool (many lines); orders-db refuses clients (fewer lines): the database causes."""
+    window_rows = _normal(T0 - 60)
+    for i in range(90):
+        window_rows.append(("orders", "ERROR", f"Failed to create order {i}: java.sql.SQLTransientConnectionException: HikariPool-1 - Connection is not available, request timed out after 30000ms.", T0 + 1 + i))
+    for i in range(30):
+        window_rows.append(("orders-db", "FATAL", "sorry, too many clients already", T0 + 1 + i * 3))
+    verdict = EvidenceReasoner().decide(_evidence(_digest(window_rows), _digest(_normal(T0 - 600))))
+    top = verdict.hypotheses[0]
+    assert (top.service, top.fault_type) == ("orders-db", "db_connection_exhaustion")
+    assert any("a client of the failing resource" in e for e in top.evidence)
+    assert "orders" in [h.service for h in verdict.hypotheses]
+    assert verdict.classification.category == Category.database
+    assert any("pg_stat_activity" in (s.command or "") for s in verdict.remediation)
+
+
+def test_without_the_owner_speaking_the_client_that_reports_the_failure_is_named() -> None:
+    window_rows = _normal(T0 - 60)
+    for i in range(90):
+        window_rows.append(("orders", "ERROR", f"Failed to create order {i}: HikariPool-1 - Connection is not available, request timed out after 30000ms.", T0 + 1 + i))
+    verdict = EvidenceReasoner().decide(_evidence(_digest(window_rows), _digest(_normal(T0 - 600))))
+    assert verdict.hypotheses[0].service == "orders"
+    assert verdict.hypotheses[0].fault_type == "db_connection_exhaustion"
+
+
+def test_the_dns_server_failing_upstream_is_blamed_over_the_services_whose_lookups_fail() -> None:
+    window_rows = _normal(T0 - 60)
+    for i in range(80):
+        window_rows.append(("orders", "ERROR", f"dependency call failed: dial tcp: lookup payments.shop.svc.cluster.local on 10.96.0.10:53: read udp 10.2.1.{i}:4{i:03d}->10.96.0.10:53: i/o timeout", T0 + 1 + i))
+        window_rows.append(("gateway", "ERROR", f"upstream request failed: getaddrinfo ENOTFOUND orders.shop.svc.cluster.local attempt {i}", T0 + 1 + i))
+    for i in range(40):
+        window_rows.append(("coredns", "ERROR", f"[ERROR] plugin/errors: 2 orders.shop.svc.cluster.local. A: read udp 10.2.0.{i}:53->10.96.0.1:53: i/o timeout", T0 + 2 + i * 2))
+    verdict = EvidenceReasoner().decide(_evidence(_digest(window_rows), _digest(_normal(T0 - 600))))
+    assert verdict.hypotheses[0].service == "coredns"
+    assert verdict.hypotheses[0].fault_type == "dns_failure"
+    assert verdict.classification.category == Category.network
+    assert any("coredns" in (s.command or "") for s in verdict.remediation)

@@ -21,10 +21,24 @@ class FaultKind:
     pattern: re.Pattern[str]
     #: does a service named in such a message cause it? A DNS failure names what was looked up, not a culprit
     blames_named: bool = True
+    #: words with which a *user* of a shared resource reports its failure (a pool timing out, a lookup
+    #: failing, a stack trace): the logger suffers it. The same kind logged without them is the
+    #: resource's owner speaking (the database refusing clients, the DNS server's own errors).
+    client_words: re.Pattern[str] | None = None
+
+    def is_client_report(self, text: str) -> bool:
+        """Does ``text`` report this fault as seen by a user of the failing resource?"""
+        return self.client_words is not None and self.client_words.search(text) is not None
 
 
-def _kind(name: str, category: Category, cause: str, *words: str, blames_named: bool = True) -> FaultKind:
-    return FaultKind(name, category, cause, re.compile("|".join(words), re.IGNORECASE), blames_named)
+def _kind(name: str, category: Category, cause: str, *words: str, blames_named: bool = True,
+          client_words: tuple[str, ...] = ()) -> FaultKind:
+    client = re.compile("|".join(client_words), re.IGNORECASE) if client_words else None
+    return FaultKind(name, category, cause, re.compile("|".join(words), re.IGNORECASE), blames_named, client)
+
+
+#: a stack trace or exception is an application's view of a failure, never the server's own log
+_APPLICATION_VIEW = (r"Exception", r"Traceback", r"Caused by", r"\bat [\w$.]+\(")
 
 
 FAULT_KINDS: list[FaultKind] = [
@@ -32,13 +46,17 @@ FAULT_KINDS: list[FaultKind] = [
           r"OutOfMemory", r"heap space", r"OOMKill", r"GC overhead", r"memory leak", r"exit code 137", r"Full GC"),
     _kind("db_connection_exhaustion", Category.database, "database connections exhausted",
           r"too many clients", r"max_connections", r"connection is not available", r"HikariPool", r"pool (is )?exhausted",
-          r"SQLTransientConnection", r"too many connections", r"remaining connection slots"),
+          r"SQLTransientConnection", r"too many connections", r"remaining connection slots",
+          client_words=(r"HikariPool", r"connection is not available", r"pool (is )?exhausted", r"SQLTransientConnection",
+                        r"JDBC", r"timeout waiting for (a )?connection", *_APPLICATION_VIEW)),
     _kind("database_error", Category.database, "database errors (locks, deadlocks, failing queries)",
           r"deadlock", r"lock wait timeout", r"SQLException", r"relation .* does not exist", r"replication lag",
           r"could not serialize access", r"database .* (is|was) (down|unavailable)"),
     _kind("dns_failure", Category.network, "DNS resolution failures",
           r"UnknownHost", r"no such host", r"name resolution", r"ENOTFOUND", r"EAI_AGAIN", r"NXDOMAIN", r"SERVFAIL",
-          r"lookup \S+ on \S+:53", r"plugin/errors", blames_named=False),
+          r"lookup \S+ on \S+:53", r"plugin/errors", blames_named=False,
+          client_words=(r"UnknownHost", r"no such host", r"name resolution", r"ENOTFOUND", r"EAI_AGAIN", r"getaddrinfo",
+                        r"lookup \S+ on \S+:53", *_APPLICATION_VIEW)),
     _kind("network_delay", Category.network, "network latency or timeouts between services",
           r"i/o timeout", r"connect(ion)? timed out", r"read timed out", r"SocketTimeout", r"deadline exceeded",
           r"context deadline", r"ETIMEDOUT", r"504 Gateway Timeout"),

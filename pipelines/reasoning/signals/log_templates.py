@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 
 from anomaly import Digest, TemplateStats
 from pipelines.reasoning.base import Evidence
@@ -23,6 +24,7 @@ from pipelines.schemas import Category
 GROWTH_FACTOR = 1.5  # a template must exceed 1.5x its expected count to count as grown
 NEW_TEMPLATE_BONUS = 1.5
 NAMED_CALLEE_SHARE = 0.8
+VICTIM_SHARE = 0.8  # of a client's report of a shared resource's failure, the part that blames its owner
 MIN_VANISHED_EXPECTED = 8.0
 VANISHED_WEIGHT = 0.0  # off: a short baseline's workload mix differs too much to trust absences
 STEADY_DISCOUNT = 0.2  # an error already as frequent before the alert as after is background noise
@@ -138,11 +140,12 @@ class LogTemplateSignal:
         weight: dict[str, float] = defaultdict(float)
         kinds: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         proofs: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        grown: list[_Grown] = []
         for tid, t in digest.templates.items():
             if not t.is_error:
                 continue
-            named = named_services(t, known)
-            found = kinds_in(" ".join([t.text, *t.samples[:2], *t.exception_types])) or ["code_exception"]
+            words = " ".join([t.text, *t.samples[:2], *t.exception_types])
+            found = kinds_in(words) or ["code_exception"]
             for owner, n in t.services.items():
                 if not owner:
                     continue
@@ -155,18 +158,18 @@ class LogTemplateSignal:
                 else:
                     w = math.log1p(n) * flagged.get(tid, 0.0)
                 w *= onset.get(tid, 1.0)
-                if w <= 0:
-                    continue
-                blames_named = all(KINDS_BY_NAME[k].blames_named for k in found if k in KINDS_BY_NAME)
-                callees = named - {owner} - serving if blames_named else set()
-                targets = [(owner, 1.0 - NAMED_CALLEE_SHARE)] + [(c, NAMED_CALLEE_SHARE / len(callees)) for c in callees] if callees else [(owner, 1.0)]
-                for service, share in targets:
-                    weight[service] += w * share
-                    for k in found:
-                        kinds[service][k] += w * share
-                    how = f"logged by {owner}, " if service != owner else ""
-                    text = t.text if len(t.text) <= 160 else t.text[:157] + "..."
-                    proofs[service].append((w * share, f'error template "{text}" x{n} ({how}baseline {seen})'))
+                if w > 0:
+                    grown.append(_Grown(t, owner, n, seen, w, found, words))
+
+        resource_owners = _resource_owners(grown)
+        for g in grown:
+            targets = _blamed(g, named_services(g.template, known), serving, resource_owners)
+            for service, share, why in targets:
+                weight[service] += g.weight * share
+                for k in g.kinds:
+                    kinds[service][k] += g.weight * share
+                text = g.template.text if len(g.template.text) <= 160 else g.template.text[:157] + "..."
+                proofs[service].append((g.weight * share, f'error template "{text}" x{g.count} ({why}baseline {g.seen})'))
 
         if has_baseline and VANISHED_WEIGHT > 0:
             self._vanished(evidence, base, scale, weight, kinds, proofs)
@@ -203,6 +206,56 @@ class LogTemplateSignal:
             kinds[service]["code_exception"] += w * 0.5
             short = text if len(text) <= 120 else text[:117] + "..."
             proofs[service].append((w, f'normal template "{short}" vanished (expected ~{expected:.0f}, seen 0)'))
+
+
+@dataclass(frozen=True)
+class _Grown:
+    """An error template that one service logs more than the baseline predicts."""
+
+    template: TemplateStats
+    owner: str
+    count: int
+    seen: int
+    weight: float
+    kinds: list[str]
+    words: str
+
+
+def _resource_owners(grown: list[_Grown]) -> dict[str, set[str]]:
+    """Per fault kind of a shared resource, the services that report it as its owner.
+
+    A database that logs "too many clients" or a DNS server that logs its own errors owns the
+    failing resource; the services that time out on their pool or fail their lookups use it.
+    """
+    owners: dict[str, set[str]] = defaultdict(set)
+    for g in grown:
+        for name in g.kinds:
+            kind = KINDS_BY_NAME.get(name)
+            if kind is not None and kind.client_words is not None and not kind.is_client_report(g.words):
+                owners[name].add(g.owner)
+    return owners
+
+
+def _blamed(g: _Grown, named: set[str], serving: set[str], resource_owners: dict[str, set[str]]) -> list[tuple[str, float, str]]:
+    """Who a grown error template blames, with shares and the words that say why.
+
+    The logger keeps it all unless it suffers someone else's fault: the owner of a shared resource
+    it reports as a client (its pool, its lookups), or a callee it names that is not serving.
+    """
+    for name in g.kinds:
+        kind = KINDS_BY_NAME.get(name)
+        owners = resource_owners.get(name, set()) - {g.owner}
+        if kind is not None and owners and kind.is_client_report(g.words):
+            share = VICTIM_SHARE / len(owners)
+            return [(g.owner, 1.0 - VICTIM_SHARE, "")] + [
+                (o, share, f"logged by {g.owner}, a client of the failing resource; ") for o in sorted(owners)
+            ]
+    blames_named = all(KINDS_BY_NAME[k].blames_named for k in g.kinds if k in KINDS_BY_NAME)
+    callees = named - {g.owner} - serving if blames_named else set()
+    if not callees:
+        return [(g.owner, 1.0, "")]
+    share = NAMED_CALLEE_SHARE / len(callees)
+    return [(g.owner, 1.0 - NAMED_CALLEE_SHARE, "")] + [(c, share, f"logged by {g.owner}, ") for c in sorted(callees)]
 
 
 def _category(kind: str) -> Category:
