@@ -28,10 +28,20 @@ _VALUE_KINDS: tuple[tuple[str, str], ...] = (
     ("hexid", r"\b[0-9a-fA-F]{8,}\b"),
 )
 
+_HIDE = "\u026b"  # a letter no log uses
+#: ``Class#line`` (logback ``%logger#%line``) and ``file.ext:line`` (Python, Go, Java callers)
+_LOCATION = (
+    r"(\b[A-Za-z_$][\w$]*#|\b[\w-]+\.(?:java|kt|scala|groovy|py|go|rb|js|ts|cs|cpp|cc|c|h|rs|php|swift|ex|exs):)(\d{1,6})\b"
+)
+
 #: (name, pattern, replacement), applied in this order: shapes that contain values
 #: (URLs, paths, quoted text, key=value) first, then values, then the asides
 #: left holding only a value.
 RULES: tuple[tuple[str, str, str], ...] = (
+    # a code location (``TravelServiceImpl#372``, ``views.py:42``) names the statement that logs,
+    # not a value: two statements with the same words stay two templates. A letter glued to its
+    # digits (``#ɫ372``: no word boundary) hides them from the value rules; it goes at the end.
+    ("location", _LOCATION, "${1}" + _HIDE + "${2}"),
     ("url", r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s\"'<>]+", "<*>"),
     ("path", r"(^|[\s=:\"'(\[])(?:[A-Za-z]:)?(?:[\\/][\w.\-$@~+]+){2,}[\\/]?", "${1}<*>"),
     ("quoted", r"\"[^\"]{0,64}\"|'[^'\s]{0,64}'", "\"<*>\""),
@@ -39,6 +49,7 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("value", "|".join(f"(?:{p})" for _, p in _VALUE_KINDS), "<*>"),
     # a parenthetical holding only one value (and maybe a unit) is optional detail
     ("aside", r"\s*\(<\*>(?:\s*\w{1,5})?\)", ""),
+    ("location_shown", _HIDE, ""),
 )
 
 
@@ -46,7 +57,7 @@ RULES: tuple[tuple[str, str, str], ...] = (
 #: since most messages have no URL, no quote, no ``=``
 _TRIGGERS: dict[str, tuple[str, bool]] = {
     "url": ("://", True), "path": ("/", True), "quoted": ("[\"']", False), "kv": ("=", True),
-    "value": ("[0-9]", False), "aside": ("(", True),
+    "value": ("[0-9]", False), "aside": ("(", True), "location": ("[#:]\\d", False), "location_shown": (_HIDE, True),
 }
 
 
