@@ -76,6 +76,8 @@ _SHAPES_SCHEMA = {"shape": pl.String, "count": pl.Int64, "first": pl.Float64, "l
 #: is request metadata, not part of the event: left in, every line of an application shares it
 #: and the miner reads that shared prefix as the event, merging unrelated statements.
 TRACE_CONTEXT_PATTERN = r"(?i)\b(?:trace|span)[_ -]?id\b[\"']?\s*[:=]\s*[\"']?[0-9a-f]{8,32}\b[\"']?,?"
+#: template ids of a baseline's lines that match none of this digest's templates (``counts_of``)
+BASELINE_PREFIX = "baseline:"
 #: at most this many (shape, span) links are kept per digest; later ones are counted as dropped
 MAX_SPAN_LINKS = 200_000
 #: side tables: shape -> key -> line count
@@ -336,32 +338,51 @@ class Digest:
         """``other``'s lines counted against *this* digest's templates, in total and per bucket.
 
         Template ids are only comparable within one digest (mining depends on the set
-        of shapes), so a baseline is read through the window's templates: a shape seen
-        in both goes to its window template; any other shape to the window template
+        of shapes), so a baseline is read through the window's templates (``_read_through``).
+        """
+        through = self._read_through(other)
+        counts: dict[str, int] = {}
+        buckets: dict[float, dict[str, int]] = {}
+        other_buckets = other.shape_bucket_counts()
+        for shape, count in other.shape_counts().items():
+            tid = through[shape]
+            counts[tid] = counts.get(tid, 0) + count
+            for b, n in other_buckets.get(shape, {}).items():
+                row = buckets.setdefault(b, {})
+                row[tid] = row.get(tid, 0) + n
+        return counts, dict(sorted(buckets.items()))
+
+    def span_templates_of(self, other: Digest) -> dict[str, dict[str, int]]:
+        """``other``'s span id -> template id -> lines, in *this* digest's template ids (a baseline's requests)."""
+        through = self._read_through(other)
+        out: dict[str, dict[str, int]] = {}
+        for shape, span, n in other._table("spans").select("shape", "span", "n").iter_rows():
+            row = out.setdefault(span, {})
+            tid = through.get(shape) or BASELINE_PREFIX + other.template_of_shape(shape)
+            row[tid] = row.get(tid, 0) + n
+        return out
+
+    def _read_through(self, other: Digest) -> dict[str, str]:
+        """Each of ``other``'s shapes -> the template of *this* digest it belongs to.
+
+        A shape seen in both goes to its template here; any other shape to the template here
         whose text matches it token by token; what matches none is keyed
-        ``"baseline:" + its own template id``.
+        ``BASELINE_PREFIX + its own template id``.
         """
         by_len: dict[int, list[tuple[str, list[str]]]] = {}
         for tid, t in self.templates.items():
             toks = tokenize(t.text)
             by_len.setdefault(len(toks), []).append((tid, toks))
         mine = self._assignment()
-        counts: dict[str, int] = {}
-        buckets: dict[float, dict[str, int]] = {}
-        other_buckets = other.shape_bucket_counts()
-        for shape, count in other.shape_counts().items():
+        out: dict[str, str] = {}
+        for shape in other.shape_counts():
             if shape in mine:
-                tid = mine[shape][0]
-            else:
-                toks = tokenize(shape)
-                tid = next((t for t, tt in by_len.get(len(toks), ()) if _matches(tt, toks)), None)
-                if tid is None:
-                    tid = "baseline:" + other.template_of_shape(shape)
-            counts[tid] = counts.get(tid, 0) + count
-            for b, n in other_buckets.get(shape, {}).items():
-                row = buckets.setdefault(b, {})
-                row[tid] = row.get(tid, 0) + n
-        return counts, dict(sorted(buckets.items()))
+                out[shape] = mine[shape][0]
+                continue
+            toks = tokenize(shape)
+            tid = next((t for t, tt in by_len.get(len(toks), ()) if _matches(tt, toks)), None)
+            out[shape] = tid if tid is not None else BASELINE_PREFIX + other.template_of_shape(shape)
+        return out
 
     def template_counts_by_service(self) -> dict[str, dict[str, int]]:
         """service -> template_id -> count."""

@@ -172,7 +172,7 @@ def test_span_ids_are_read_from_json_logfmt_inline_and_shipper_labels() -> None:
     assert texts == {
         "00f067aa0ba902b7": {"order created"},
         "00f067aa0ba902b8": {"order paid"},
-        "00f067aa0ba902b9": {"c.X#<*> [pay][done]"},
+        "00f067aa0ba902b9": {"c.X#1 [pay][done]"},
     }
     events = to_chunk_items([LogEvent(message="order shipped", labels={"spanId": "00F067AA0BA902BA"})])
     assert digest_chunk(events).span_templates().keys() == {"00f067aa0ba902ba"}
@@ -185,3 +185,25 @@ def test_intake_drops_and_left_out_links_are_both_counted(monkeypatch) -> None:
     monkeypatch.setattr(digest_module, "MAX_SPAN_LINKS", 2)
     d = digest_lines([f"step done span_id={i:016x}" for i in range(5)] + ["", "   "])
     assert d.dropped == {"span_links_over_limit": 3, "empty": 2}
+
+
+def test_code_locations_name_statements_and_are_not_masked():
+    """Two statements with the same words (logback ``%logger#%line``) are two templates."""
+    masked = mask_many(["t.s.TravelServiceImpl#366 [getTickets][calculate time: 175]", "views.py:42 user 17 logged in",
+                        "order #12345 created", "error at main.go:120: timeout 30s"])
+    assert masked == ["t.s.TravelServiceImpl#366 [getTickets][calculate time: <*>]", "views.py:42 user <*> logged in",
+                      "order #<*> created", "error at main.go:120: timeout <*>"]
+    digest = Digest.from_records([LogRecord(f"t.s.TravelServiceImpl#{line} [getTickets][calculate time: {n}]")
+                                  for line in (366, 372) for n in range(5)])
+    assert sorted(t.text for t in digest.templates.values()) == [
+        "t.s.TravelServiceImpl#366 [getTickets][calculate time: <*>]", "t.s.TravelServiceImpl#372 [getTickets][calculate time: <*>]"]
+
+
+def test_a_baselines_span_links_are_read_through_the_window_templates():
+    window = Digest.from_records([LogRecord(f"user {u} logged in SpanID: {i:016x}") for i, u in enumerate("abcdef")])
+    baseline = Digest.from_records([LogRecord("user zed logged in SpanID: 00000000000000aa"),
+                                    LogRecord("cpu hot SpanID: 00000000000000bb")])
+    login = next(t.template_id for t in window.templates.values() if t.text == "user <*> logged in")
+    linked = window.span_templates_of(baseline)
+    assert linked["00000000000000aa"] == {login: 1}
+    assert [k for k in linked["00000000000000bb"]][0].startswith("baseline:")
