@@ -267,3 +267,43 @@ def test_the_dns_server_failing_upstream_is_blamed_over_the_services_whose_looku
     assert verdict.hypotheses[0].fault_type == "dns_failure"
     assert verdict.classification.category == Category.network
     assert any("coredns" in (s.command or "") for s in verdict.remediation)
+
+
+def test_a_line_gone_before_the_alert_fired_is_found_against_the_baseline() -> None:
+    """Alerts fire minutes after a fault begins: the window alone shows no change, the baseline does."""
+    spans, rows = _traced(T0 - 60, 60, broken_after=T0 - 600)
+    base_spans, base_rows = _traced(T0 - 3600, 60, broken_after=None)
+    window_only = _evidence(_digest(rows), _digest(_normal(T0 - 600)), spans=spans)
+    assert LogPatternSignal().findings(window_only) == []
+    evidence = _evidence(_digest(rows), _digest(base_rows), spans=spans, baseline_spans=base_spans)
+    findings = LogPatternSignal().findings(evidence)
+    assert [f.service for f in findings] == ["routes"]
+    assert "Query route by id" in findings[0].evidence and "in the baseline" in findings[0].evidence
+    assert EvidenceReasoner().decide(evidence).hypotheses[0].service == "routes"
+
+
+def test_a_fault_that_takes_a_while_to_set_in_is_found_in_the_later_half_after_the_alert() -> None:
+    """The line goes on for 40 s after the alert, then stops: diluted over all the time after, it
+    still shows in a third of the spans; in the later half it is gone."""
+    spans, rows = _traced(T0 - 60, 90, broken_after=T0 + 40)
+    findings = LogPatternSignal().findings(_evidence(_digest(rows), _digest(_normal(T0 - 600)), spans=spans))
+    assert [f.service for f in findings] == ["routes"]
+    assert "later half" in findings[0].evidence
+
+
+def test_an_error_the_baseline_had_and_the_window_lacks_is_a_recovery_not_a_fault() -> None:
+    spans, rows = _traced(T0 - 60, 60, broken_after=None)
+    base_spans, base_rows = _traced(T0 - 3600, 60, broken_after=None)
+    failing = [(s, "ERROR", m.replace("[query][Query orders]", "[query][Seat service unreachable]"), t)
+               for s, lv, m, t in base_rows if "Query orders" in m]
+    evidence = _evidence(_digest(rows), _digest(base_rows + failing), spans=spans, baseline_spans=base_spans)
+    assert LogPatternSignal().findings(evidence) == []
+
+
+def test_a_line_few_requests_write_is_data_not_a_code_path() -> None:
+    """One request in eight logs "cache miss"; it vanishes with the alert: too few requests to call it a fault."""
+    spans, rows = _traced(T0 - 240, 240, broken_after=None)
+    for s in spans:
+        if s.service == "routes" and s.start < T0 and int(s.start) % 16 == 0:
+            rows.append(("routes", "INFO", f"r.s.RouteServiceImpl#77 SpanID: {s.span_id} [getRouteById][cache miss]", s.start + 0.001))
+    assert LogPatternSignal().findings(_evidence(_digest(rows), _digest(_normal(T0 - 600)), spans=spans)) == []
