@@ -230,12 +230,17 @@ class Ingress:
 
     # ---------------------------------------------------------------- Python API (Kafka reader, CLI)
 
-    async def process_alert(self, alert: dict, logs: list[Any] | None = None, delivery: str | None = None) -> dict:
-        """Record and analyze one alert; idempotent (used by the Kafka reader, which names the delivery)."""
-        from pipelines.schemas import Alert
+    async def process_alert(self, alert: dict, context: dict[str, list[Any]] | None = None, delivery: str | None = None) -> dict:
+        """Record and analyze one alert with the reader's context (``{"logs": [...], "spans": [...]}``).
 
+        Idempotent: the Kafka reader names the delivery, so a retry is answered as the first try.
+        """
+        from pipelines.schemas import Alert, Span
+
+        context = context or {}
+        spans = [Span.model_validate(s) for s in context.get("spans") or []]
         service = await self._incidents()
-        return await service.process_alert(Alert.model_validate(alert), logs, delivery)
+        return await service.process_alert(Alert.model_validate(alert), context.get("logs"), delivery, spans=spans)
 
     async def analyze(self, request: AnalyzeRequest | dict) -> dict:
         """The same as ``POST /analyze``, for callers that hold a handle (CLI, evaluation)."""

@@ -1,13 +1,16 @@
-"""The Kafka reader: alerts from ``rca.alerts`` become stored incidents, with logs from ``rca.logs`` as context.
+"""The Kafka reader: alerts from ``rca.alerts`` become stored incidents, with logs from ``rca.logs``
+and trace spans from ``rca.spans`` as context.
 
 One class, :class:`KafkaReader`, two loops:
 
-* **logs** - every partition of ``rca.logs`` is *assigned* (no consumer group: each reader
-  needs every service's lines), starting at the records of the last context window, so a
-  restarted reader refills its buffers from Kafka. Events are checked cheaply and kept as
-  raw bytes in :class:`~pipelines.log_buffer.LogBuffers`; bad ones go to ``rca.dlq``.
+* **logs** - every partition of ``rca.logs`` and ``rca.spans`` is *assigned* (no consumer
+  group: each reader needs every service's lines), starting at the records of the last
+  context window, so a restarted reader refills its buffers from Kafka. Events are checked
+  cheaply and kept as raw bytes in :class:`~pipelines.log_buffer.LogBuffers`; span batches
+  (OTLP/JSON from an OpenTelemetry Collector, :mod:`pipelines.otlp`) are decoded and each
+  span kept in a second buffer. Bad ones go to ``rca.dlq``.
 * **alerts** - a consumer group with manual commits. An alert's offset is committed only
-  after ``process(alert, logs)`` returned, i.e. after its incident and analysis are stored
+  after ``process(alert, context)`` returned, i.e. after its incident and analysis are stored
   (at-least-once). Per partition the committed offset is the lowest offset still in flight,
   so a slow alert never lets a later one's commit skip it. Incidents are idempotent by
   fingerprint and start time, so a redelivered alert never makes a second incident.
@@ -33,6 +36,7 @@ Serve ingress's ``process_alert``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -46,14 +50,15 @@ from pydantic import ValidationError
 from pipelines import metrics
 from pipelines.kafka_topics import KafkaUnavailable, TopicNames, ensure_topics
 from pipelines.log_buffer import InvalidLogEvent, LogBuffers, parse_log_event
+from pipelines.otlp import InvalidSpanBatch, decode_spans
 from pipelines.schemas import Alert
 from pipelines.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-#: (alert, its context logs, the delivery "topic:partition:offset") -> what the app did with it
-Process = Callable[[dict[str, Any], list[dict[str, Any]], str], Awaitable[dict[str, Any]]]
-"""``process(alert as JSON dict, log events) -> {"incident_id", "created", "analyzed", "status"}``; stores first."""
+#: (alert, its context {"logs": [...], "spans": [...]}, the delivery "topic:partition:offset") -> what the app did
+Process = Callable[[dict[str, Any], dict[str, list[dict[str, Any]]], str], Awaitable[dict[str, Any]]]
+"""``process(alert as JSON dict, context) -> {"incident_id", "created", "analyzed", "status"}``; stores first."""
 
 READER_NAMESPACE = "rca"
 LOGS_FETCH_RECORDS = 20_000
@@ -132,6 +137,7 @@ class KafkaReader:
         self.client_id = client_id
         self._process = process
         self.buffers = LogBuffers(settings.log_buffer_max_bytes, max_event_bytes=settings.max_line_bytes)
+        self.spans = LogBuffers(settings.span_buffer_max_bytes, max_event_bytes=settings.max_line_bytes)
         self.max_inflight = settings.max_inflight_analyses
         self.max_pending = max_pending or max(16, 16 * settings.max_inflight_analyses)
         self._analysis_slots = asyncio.Semaphore(self.max_inflight)
@@ -142,9 +148,10 @@ class KafkaReader:
         self._logs: AIOKafkaConsumer | None = None
         self._dlq: AIOKafkaProducer | None = None
         self._stopping = False
-        self._log_positions: dict[int, int] = {}
+        self._log_positions: dict[TopicPartition, int] = {}
         self.counts: dict[str, int] = {
             "logs_consumed": 0,
+            "spans_consumed": 0,
             "alerts_consumed": 0,
             "alerts_processed": 0,
             "incidents_created": 0,
@@ -271,9 +278,12 @@ class KafkaReader:
     async def _start_logs_consumer(self) -> AIOKafkaConsumer:
         async def connect() -> AIOKafkaConsumer:
             found = await ensure_topics(self.bootstrap, self.settings.kafka_partitions, self.topics)
-            count = found.partitions.get(self.topics.logs, 0)
-            if count < 1:
-                raise KafkaUnavailable(f"topic {self.topics.logs} has no partitions")
+            assigned = []
+            for topic in (self.topics.logs, self.topics.spans):
+                count = found.partitions.get(topic, 0)
+                if count < 1:
+                    raise KafkaUnavailable(f"topic {topic} has no partitions")
+                assigned += [TopicPartition(topic, p) for p in range(count)]
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                 client_id=f"{self.client_id}-logs", fetch_max_bytes=16 * 1024 * 1024,
@@ -282,7 +292,6 @@ class KafkaReader:
             )
             try:
                 await consumer.start()
-                assigned = [TopicPartition(self.topics.logs, p) for p in range(count)]
                 consumer.assign(assigned)
                 await self._seek_to_window(consumer, assigned)
             except BaseException:
@@ -300,23 +309,41 @@ class KafkaReader:
         for tp in partitions:
             where = found.get(tp)
             consumer.seek(tp, ends[tp] if where is None else min(where.offset, ends[tp]))
-            self._log_positions[tp.partition] = ends[tp] if where is None else where.offset
+            self._log_positions[tp] = ends[tp] if where is None else where.offset
 
     async def _run_logs(self) -> None:
         consumer = self._logs = await self._start_logs_consumer()
         ingest = self.buffers.ingest
         positions = self._log_positions
+        spans_topic = self.topics.spans
         while not self._stopping:
             batches = await consumer.getmany(timeout_ms=200, max_records=LOGS_FETCH_RECORDS)
-            consumed = 0
             for tp, records in batches.items():
-                _, bad = ingest(records)
-                consumed += len(records)
+                if tp.topic == spans_topic:
+                    bad = self._ingest_spans(records)
+                    self.counts["spans_consumed"] += len(records)
+                else:
+                    _, bad = ingest(records)
+                    self.counts["logs_consumed"] += len(records)
                 if records:
-                    positions[tp.partition] = records[-1].offset + 1
+                    positions[tp] = records[-1].offset + 1
                 for record, error in bad:
                     await self._send_to_dlq(record, error.reason, error.detail)
-            self.counts["logs_consumed"] += consumed
+
+    def _ingest_spans(self, records: list[Any]) -> list[tuple[Any, InvalidSpanBatch]]:
+        """Decode each record's spans and hold each span by its service and start time."""
+        bad: list[tuple[Any, InvalidSpanBatch]] = []
+        for record in records:
+            try:
+                batch = decode_spans(record.value)
+            except InvalidSpanBatch as error:
+                bad.append((record, error))
+                continue
+            if batch.skipped:
+                self.spans.dropped["span_incomplete"] = self.spans.dropped.get("span_incomplete", 0) + batch.skipped
+            for span in batch.spans:
+                self.spans.add(span.service, span.start, span.model_dump_json().encode())
+        return bad
 
     # ---------------------------------------------------------------- alerts
 
@@ -421,7 +448,7 @@ class KafkaReader:
             return True
         for tp in consumer.assignment():
             end = consumer.highwater(tp)
-            position = self._log_positions.get(tp.partition)
+            position = self._log_positions.get(tp)
             if end is None or position is None or position < end:
                 return True
         return False
@@ -437,13 +464,28 @@ class KafkaReader:
             limit=self.settings.max_lines_per_request,
         )
 
+    def context_spans(self, alert: Alert) -> list[dict[str, Any]]:
+        """Every service's spans that started in the same time range as :meth:`context_logs`."""
+        if alert.status != "firing":
+            return []
+        moment = alert.timestamp.timestamp()
+        found = self.spans.raw_window(moment - self.settings.context_window_seconds, moment + self.settings.context_wait_seconds)
+        limit = self.settings.max_lines_per_request
+        if len(found) > limit:
+            self.spans.dropped["context_limit"] = self.spans.dropped.get("context_limit", 0) + len(found) - limit
+            found = found[len(found) - limit:]
+        return [json.loads(value) for _, _, value in found]
+
+    def context(self, alert: Alert) -> dict[str, list[dict[str, Any]]]:
+        return {"logs": self.context_logs(alert), "spans": self.context_spans(alert)}
+
     async def _process_until_stored(self, record: Any, alert: Alert) -> None:
         process = self._process or self._serve_process()
         payload = alert.model_dump(mode="json")
         attempt = 0
         while True:
             try:
-                result = await process(payload, self.context_logs(alert), f"{record.topic}:{record.partition}:{record.offset}")
+                result = await process(payload, self.context(alert), f"{record.topic}:{record.partition}:{record.offset}")
                 break
             except asyncio.CancelledError:
                 raise
@@ -467,8 +509,8 @@ class KafkaReader:
 
         handle = serve.get_deployment_handle("Ingress", app_name=self.app_name or "rca")
 
-        async def process(alert: dict[str, Any], logs: list[dict[str, Any]], delivery: str) -> dict[str, Any]:
-            return await handle.process_alert.remote(alert, logs, delivery)
+        async def process(alert: dict[str, Any], context: dict[str, list[dict[str, Any]]], delivery: str) -> dict[str, Any]:
+            return await handle.process_alert.remote(alert, context, delivery)
 
         self._process = process
         return process
@@ -535,7 +577,7 @@ class KafkaReader:
                 if end is None:
                     continue
                 if topic == self.topics.logs:
-                    position = self._log_positions.get(tp.partition)
+                    position = self._log_positions.get(tp)
                 else:
                     progress = self._progress.get(tp)
                     position = progress.next_offset if progress else None
@@ -569,6 +611,7 @@ class KafkaReader:
         """
         await self.start()
         buffers = self.buffers.stats()
+        spans = self.spans.stats()
         return {
             "state": self.state,
             "bootstrap": self.bootstrap,
@@ -580,6 +623,9 @@ class KafkaReader:
             "buffer_max_bytes": buffers.max_bytes,
             "buffer_events": buffers.events,
             "buffer_services": buffers.services,
+            "span_buffer_bytes": spans.bytes,
+            "span_buffer_spans": spans.events,
+            "spans_dropped": dict(spans.dropped),
             "in_flight": len(self._pending_tasks),
             "max_pending": self.max_pending,
             "max_inflight_analyses": self.max_inflight,

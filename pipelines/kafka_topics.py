@@ -26,7 +26,7 @@ from pipelines.settings import Settings
 logger = logging.getLogger(__name__)
 
 # rca.dlq keeps poison messages for a week so someone can look at them; the others a day.
-_RETENTION_MS = {"alerts": 7 * 86_400_000, "logs": 86_400_000, "dlq": 7 * 86_400_000}
+_RETENTION_MS = {"alerts": 7 * 86_400_000, "logs": 86_400_000, "spans": 86_400_000, "dlq": 7 * 86_400_000}
 
 
 class KafkaUnavailable(RuntimeError):
@@ -35,18 +35,19 @@ class KafkaUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class TopicNames:
-    """The three topic names, from the settings (one place, so producer and reader agree)."""
+    """The topic names, from the settings (one place, so producer and reader agree)."""
 
     alerts: str = "rca.alerts"
     logs: str = "rca.logs"
     dlq: str = "rca.dlq"
+    spans: str = "rca.spans"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TopicNames":
-        return cls(settings.kafka_alerts_topic, settings.kafka_logs_topic, settings.kafka_dlq_topic)
+        return cls(settings.kafka_alerts_topic, settings.kafka_logs_topic, settings.kafka_dlq_topic, settings.kafka_spans_topic)
 
-    def all(self) -> tuple[str, str, str]:
-        return (self.alerts, self.logs, self.dlq)
+    def all(self) -> tuple[str, ...]:
+        return (self.alerts, self.logs, self.dlq, self.spans)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ async def _create_missing(
     admin: AIOKafkaAdminClient, partitions: int, names: TopicNames, timeout_seconds: float
 ) -> TopicsResult:
     existing = set(await admin.list_topics())
-    wanted = {names.alerts: "alerts", names.logs: "logs", names.dlq: "dlq"}
+    wanted = {names.alerts: "alerts", names.logs: "logs", names.dlq: "dlq", names.spans: "spans"}
     missing = [
         NewTopic(
             name=topic,

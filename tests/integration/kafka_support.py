@@ -122,6 +122,7 @@ def isolated_settings(bootstrap: str, **overrides: Any) -> Settings:
         "kafka_alerts_topic": f"test.{tag}.alerts",
         "kafka_logs_topic": f"test.{tag}.logs",
         "kafka_dlq_topic": f"test.{tag}.dlq",
+        "kafka_spans_topic": f"test.{tag}.spans",
         "kafka_group_id": f"test-{tag}",
         "kafka_partitions": 3,
         "context_wait_seconds": 0.5,

@@ -1,6 +1,6 @@
 """The Kafka reader against a real broker, with a plain idempotent callback in place of the app.
 
-What is checked: alerts become incidents with the logs of their window; poison messages go
+What is checked: alerts become incidents with the logs and the spans of their window; poison messages go
 to the DLQ with their reason and the next good message is processed; the reader records its
 lag and buffer drops as metrics on its own; a slow pipeline pauses consumption instead of
 buffering; a failing pipeline is retried and nothing is committed past an unstored alert; a
@@ -29,6 +29,7 @@ from tests.integration.kafka_support import (  # noqa: F401 - fixtures
     read_topic,
 )
 from tests.support.metrics_recorder import recording
+from tests.support.otlp import otlp_batch
 
 pytestmark = pytest.mark.kafka
 
@@ -44,7 +45,7 @@ class IncidentBook:
         self.running = 0
         self.max_running = 0
 
-    async def process(self, alert: dict[str, Any], logs: list[dict[str, Any]], delivery: str) -> dict[str, Any]:
+    async def process(self, alert: dict[str, Any], context: dict[str, list[dict[str, Any]]], delivery: str) -> dict[str, Any]:
         self.calls += 1
         self.running += 1
         self.max_running = max(self.max_running, self.running)
@@ -57,7 +58,7 @@ class IncidentBook:
             key = (alert["fingerprint"], alert["timestamp"])
             created = key not in self.incidents
             if created:
-                self.incidents[key] = {"alert": alert, "logs": logs, "id": f"inc-{len(self.incidents)}"}
+                self.incidents[key] = {"alert": alert, "logs": context["logs"], "spans": context["spans"], "id": f"inc-{len(self.incidents)}"}
             return {"incident_id": self.incidents[key]["id"], "created": created, "analyzed": created, "status": "open"}
         finally:
             self.running -= 1
@@ -101,6 +102,42 @@ async def test_alerts_become_incidents_with_the_logs_of_their_window(kafka_boots
     finally:
         await reader.stop()
         await logs.stop()
+        await alerts.stop()
+
+
+async def test_alerts_get_the_spans_of_their_window_from_otlp_batches(kafka_bootstrap: str) -> None:
+    """An OpenTelemetry Collector's Kafka exporter (otlp_json) writes batches to rca.spans; the alert's
+    context holds the spans of its window; a batch with no usable span goes to the DLQ."""
+    settings = isolated_settings(kafka_bootstrap, context_window_seconds=60, context_wait_seconds=1.0)
+    topics = TopicNames.from_settings(settings)
+    book = IncidentBook()
+    reader = KafkaReader(settings, process=book.process)
+    raw, alerts = Publisher(kafka_bootstrap, topics=topics), AlertPublisher(kafka_bootstrap, topics=topics)
+    await reader.start()
+    try:
+        fired = datetime.now(timezone.utc)
+        t = fired.timestamp()
+        trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+        batch = otlp_batch({
+            "gateway": [{"trace": trace, "span": "00f067aa0ba902b7", "name": "GET /cart", "start": t - 5, "ms": 40.0}],
+            "cart": [{"trace": trace, "span": "00f067aa0ba902b8", "parent": "00f067aa0ba902b7", "name": "CartController.get",
+                      "start": t - 5, "ms": 35.0, "error": True},
+                     {"trace": "ab" * 16, "span": "cd" * 8, "name": "too old to matter", "start": t - 600, "ms": 1.0}],
+        })
+        await raw.publish_records(topics.spans, [(b"gateway", batch), (b"x", b'{"resourceSpans": []}')])
+        await alerts.publish([alert(1, fired)])
+        await eventually(lambda: len(book.incidents) == 1, "the alert stored as an incident")
+        (incident,) = book.incidents.values()
+        got = {(s["service"], s["operation"], s["parent_id"], s["error"]) for s in incident["spans"]}
+        assert got == {("gateway", "GET /cart", None, False), ("cart", "CartController.get", "00f067aa0ba902b7", True)}
+        dead = await read_topic(kafka_bootstrap, topics.dlq, expected=1)
+        assert dict(dead[0].headers)["rca-dlq-reason"] == b"invalid" and dead[0].value == b'{"resourceSpans": []}'
+        stats = await reader.stats()
+        assert stats["spans_consumed"] == 2 and stats["span_buffer_spans"] == 3 and stats["dlq"] == {"invalid": 1}
+        assert f"{topics.spans}/0" in stats["lag"]
+    finally:
+        await reader.stop()
+        await raw.stop()
         await alerts.stop()
 
 
