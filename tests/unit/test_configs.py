@@ -574,3 +574,15 @@ def test_serve_config_checks_catch_a_misspelt_option_and_a_wrong_type() -> None:
     ServeDeploySchema.model_validate(config)  # Ray's schema takes autoscaling_config as any dict
     with pytest.raises(Exception, match="max_replicas"):
         _unknown_serve_fields(config)
+
+
+def test_the_otel_collector_publishes_spans_as_otlp_json_to_the_spans_topic() -> None:
+    """The collector's exporter writes what pipelines.otlp decodes, to the topic the reader assigns."""
+    from pipelines.settings import Settings
+
+    config = yaml.safe_load((CONFIGS / "otel-collector.yaml").read_text())
+    exporter = config["exporters"]["kafka"]
+    assert exporter["traces"] == {"topic": Settings().kafka_spans_topic, "encoding": "otlp_json"}
+    pipeline = config["service"]["pipelines"]["traces"]
+    assert pipeline["exporters"] == ["kafka"] and set(pipeline["receivers"]) <= set(config["receivers"])
+    assert pipeline["processors"][-1] == "batch" and set(pipeline["processors"]) <= set(config["processors"])
