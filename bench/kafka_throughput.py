@@ -94,7 +94,7 @@ def _produce(bootstrap: str, topic: str, count: int, start_at: float, done: Any)
     asyncio.run(run())
 
 
-async def _noop(alert: dict[str, Any], logs: list[dict[str, Any]]) -> dict[str, Any]:
+async def _noop(alert: dict[str, Any], context: dict[str, list[dict[str, Any]]], delivery: str) -> dict[str, Any]:
     return {"incident_id": None, "created": False, "analyzed": False, "status": "open"}
 
 
