@@ -230,17 +230,23 @@ class Ingress:
 
     # ---------------------------------------------------------------- Python API (Kafka reader, CLI)
 
-    async def process_alert(self, alert: dict, context: dict[str, list[Any]] | None = None, delivery: str | None = None) -> dict:
-        """Record and analyze one alert with the reader's context (``{"logs": [...], "spans": [...]}``).
+    async def process_alert(self, alert: dict, context: dict[str, Any] | None = None, delivery: str | None = None) -> dict:
+        """Record and analyze one alert with the reader's context
+        (``{"logs": [...], "spans": [...], "baseline": {"logs": [...], "spans": [...]}}``).
 
         Idempotent: the Kafka reader names the delivery, so a retry is answered as the first try.
         """
-        from pipelines.schemas import Alert, Span
+        from pipelines.schemas import Alert, Telemetry
 
         context = context or {}
-        spans = [Span.model_validate(s) for s in context.get("spans") or []]
+        window = Telemetry(logs=context.get("logs") or [], spans=context.get("spans") or [])
+        before = context.get("baseline") or {}
+        baseline = Telemetry(logs=before.get("logs") or [], spans=before.get("spans") or [])
         service = await self._incidents()
-        return await service.process_alert(Alert.model_validate(alert), context.get("logs"), delivery, spans=spans)
+        return await service.process_alert(
+            Alert.model_validate(alert), window.logs, delivery, spans=window.spans,
+            baseline=baseline if baseline.logs or baseline.spans else None,
+        )
 
     async def analyze(self, request: AnalyzeRequest | dict) -> dict:
         """The same as ``POST /analyze``, for callers that hold a handle (CLI, evaluation)."""

@@ -47,7 +47,8 @@ class IncidentService:
         return analysis
 
     async def process_alert(
-        self, alert: Alert, logs: list[LogInput] | None = None, delivery: str | None = None, *, spans: list[Span] | None = None
+        self, alert: Alert, logs: list[LogInput] | None = None, delivery: str | None = None, *,
+        spans: list[Span] | None = None, baseline: Telemetry | None = None,
     ) -> dict:
         """An alert from Alertmanager or Kafka: idempotent, safe to redeliver.
 
@@ -63,7 +64,7 @@ class IncidentService:
         incident, created = await self._store.record_alert(alert, delivery=delivery)
         analyzed = False
         if created or not await self._store.has_analysis(incident.id):
-            context = await self._context(alert, Telemetry(logs=logs or [], spans=spans or []), None, self._window)
+            context = await self._context(alert, Telemetry(logs=logs or [], spans=spans or []), baseline, self._window)
             analysis = await self._pipeline.analyze(incident.id, context)
             await self._store.save_analysis(incident.id, analysis)
             metrics.count_incident(analysis.classification.category.value, alert.severity.value)

@@ -4,8 +4,9 @@ and trace spans from ``rca.spans`` as context.
 One class, :class:`KafkaReader`, two loops:
 
 * **logs** - every partition of ``rca.logs`` and ``rca.spans`` is *assigned* (no consumer
-  group: each reader needs every service's lines), starting at the records of the last
-  context window, so a restarted reader refills its buffers from Kafka. Events are checked
+  group: each reader needs every service's lines), starting at the records of the last two
+  context windows, so a restarted reader refills its buffers from Kafka: an alert's context
+  is its window, and its baseline the window before. Events are checked
   cheaply and kept as raw bytes in :class:`~pipelines.log_buffer.LogBuffers`; span batches
   (OTLP/JSON from an OpenTelemetry Collector, :mod:`pipelines.otlp`) are decoded and each
   span kept in a second buffer. Bad ones go to ``rca.dlq``.
@@ -56,8 +57,9 @@ from pipelines.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-#: (alert, its context {"logs": [...], "spans": [...]}, the delivery "topic:partition:offset") -> what the app did
-Process = Callable[[dict[str, Any], dict[str, list[dict[str, Any]]], str], Awaitable[dict[str, Any]]]
+#: (alert, its context {"logs", "spans", "baseline": {"logs", "spans"}}, the delivery "topic:partition:offset")
+#: -> what the app did with it
+Process = Callable[[dict[str, Any], dict[str, Any], str], Awaitable[dict[str, Any]]]
 """``process(alert as JSON dict, context) -> {"incident_id", "created", "analyzed", "status"}``; stores first."""
 
 READER_NAMESPACE = "rca"
@@ -302,8 +304,9 @@ class KafkaReader:
         return await self._connect("the log consumer", connect)
 
     async def _seek_to_window(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
-        """Start at the records of the last context window: a restarted reader gets its context back."""
-        since = _now() - self.settings.context_window_seconds - self.settings.context_wait_seconds - 60
+        """Start at the records of the last two context windows: a restarted reader gets its context
+        back, and the window before it, which serves as the baseline."""
+        since = _now() - 2 * self.settings.context_window_seconds - self.settings.context_wait_seconds - 60
         ends = await consumer.end_offsets(partitions)  # taken first: nothing written after it is skipped
         found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in partitions})
         for tp in partitions:
@@ -455,29 +458,43 @@ class KafkaReader:
 
     def context_logs(self, alert: Alert) -> list[dict[str, Any]]:
         """Every service's log events from INCIDENT_CONTEXT_WINDOW before the alert to the wait after it."""
-        if alert.status != "firing":
-            return []
-        moment = alert.timestamp.timestamp()
-        return self.buffers.window(
-            moment - self.settings.context_window_seconds,
-            moment + self.settings.context_wait_seconds,
-            limit=self.settings.max_lines_per_request,
-        )
+        start, end = self._window_of(alert)
+        return self.buffers.window(start, end, limit=self.settings.max_lines_per_request) if end > start else []
 
     def context_spans(self, alert: Alert) -> list[dict[str, Any]]:
         """Every service's spans that started in the same time range as :meth:`context_logs`."""
+        return self._spans_between(*self._window_of(alert))
+
+    def context(self, alert: Alert) -> dict[str, Any]:
+        """The alert's logs and spans, and as its baseline those of the window just before
+        (what the buffers still hold of it: nothing right after a restart)."""
+        start, end = self._window_of(alert)
+        if end <= start:
+            return {"logs": [], "spans": []}
+        width = self.settings.context_window_seconds
+        limit = self.settings.max_lines_per_request
+        return {
+            "logs": self.context_logs(alert),
+            "spans": self.context_spans(alert),
+            "baseline": {"logs": self.buffers.window(start - width, start, limit=limit), "spans": self._spans_between(start - width, start)},
+        }
+
+    def _window_of(self, alert: Alert) -> tuple[float, float]:
+        """From INCIDENT_CONTEXT_WINDOW before a firing alert to the wait after it; empty for a resolved one."""
         if alert.status != "firing":
-            return []
+            return 0.0, 0.0
         moment = alert.timestamp.timestamp()
-        found = self.spans.raw_window(moment - self.settings.context_window_seconds, moment + self.settings.context_wait_seconds)
+        return moment - self.settings.context_window_seconds, moment + self.settings.context_wait_seconds
+
+    def _spans_between(self, start: float, end: float) -> list[dict[str, Any]]:
+        if end <= start:
+            return []
+        found = self.spans.raw_window(start, end)
         limit = self.settings.max_lines_per_request
         if len(found) > limit:
             self.spans.dropped["context_limit"] = self.spans.dropped.get("context_limit", 0) + len(found) - limit
             found = found[len(found) - limit:]
         return [json.loads(value) for _, _, value in found]
-
-    def context(self, alert: Alert) -> dict[str, list[dict[str, Any]]]:
-        return {"logs": self.context_logs(alert), "spans": self.context_spans(alert)}
 
     async def _process_until_stored(self, record: Any, alert: Alert) -> None:
         process = self._process or self._serve_process()
@@ -509,7 +526,7 @@ class KafkaReader:
 
         handle = serve.get_deployment_handle("Ingress", app_name=self.app_name or "rca")
 
-        async def process(alert: dict[str, Any], context: dict[str, list[dict[str, Any]]], delivery: str) -> dict[str, Any]:
+        async def process(alert: dict[str, Any], context: dict[str, Any], delivery: str) -> dict[str, Any]:
             return await handle.process_alert.remote(alert, context, delivery)
 
         self._process = process

@@ -58,7 +58,8 @@ class IncidentBook:
             key = (alert["fingerprint"], alert["timestamp"])
             created = key not in self.incidents
             if created:
-                self.incidents[key] = {"alert": alert, "logs": context["logs"], "spans": context["spans"], "id": f"inc-{len(self.incidents)}"}
+                self.incidents[key] = {"alert": alert, "logs": context["logs"], "spans": context["spans"],
+                                       "baseline": context.get("baseline"), "id": f"inc-{len(self.incidents)}"}
             return {"incident_id": self.incidents[key]["id"], "created": created, "analyzed": created, "status": "open"}
         finally:
             self.running -= 1
@@ -77,7 +78,7 @@ def alert(index: int, at: datetime | None = None, service: str = "checkout") -> 
     )
 
 
-async def test_alerts_become_incidents_with_the_logs_of_their_window(kafka_bootstrap: str) -> None:
+async def test_alerts_become_incidents_with_the_logs_of_their_window_and_the_window_before(kafka_bootstrap: str) -> None:
     settings = isolated_settings(kafka_bootstrap, context_window_seconds=60, context_wait_seconds=1.0)
     topics = TopicNames.from_settings(settings)
     book = IncidentBook()
@@ -90,6 +91,7 @@ async def test_alerts_become_incidents_with_the_logs_of_their_window(kafka_boots
             [{"message": "db pool exhausted", "service": "db", "level": "ERROR",
               "timestamp": (fired - timedelta(seconds=10)).isoformat()},
              {"message": "GET /cart 500", "service": "checkout", "timestamp": (fired - timedelta(seconds=5)).isoformat()},
+             {"message": "the window before", "service": "db", "timestamp": (fired - timedelta(seconds=90)).isoformat()},
              {"message": "too old to matter", "service": "db", "timestamp": (fired - timedelta(seconds=600)).isoformat()}]
         )
         await alerts.publish([alert(1, fired)])
@@ -97,6 +99,7 @@ async def test_alerts_become_incidents_with_the_logs_of_their_window(kafka_boots
         (incident,) = book.incidents.values()
         assert incident["alert"]["name"] == "HighErrorRate"
         assert sorted(event["message"] for event in incident["logs"]) == ["GET /cart 500", "db pool exhausted"]
+        assert [event["message"] for event in incident["baseline"]["logs"]] == ["the window before"]
         await eventually(lambda: reader.counts["alerts_processed"] == 1, "processed counted")
         assert (await reader.logs_for("db", fired.timestamp() - 700, fired.timestamp()))[0]["message"] == "too old to matter"
     finally:
@@ -107,7 +110,8 @@ async def test_alerts_become_incidents_with_the_logs_of_their_window(kafka_boots
 
 async def test_alerts_get_the_spans_of_their_window_from_otlp_batches(kafka_bootstrap: str) -> None:
     """An OpenTelemetry Collector's Kafka exporter (otlp_json) writes batches to rca.spans; the alert's
-    context holds the spans of its window; a batch with no usable span goes to the DLQ."""
+    context holds the spans of its window, its baseline those of the window before; a batch with no
+    usable span goes to the DLQ."""
     settings = isolated_settings(kafka_bootstrap, context_window_seconds=60, context_wait_seconds=1.0)
     topics = TopicNames.from_settings(settings)
     book = IncidentBook()
@@ -122,7 +126,8 @@ async def test_alerts_get_the_spans_of_their_window_from_otlp_batches(kafka_boot
             "gateway": [{"trace": trace, "span": "00f067aa0ba902b7", "name": "GET /cart", "start": t - 5, "ms": 40.0}],
             "cart": [{"trace": trace, "span": "00f067aa0ba902b8", "parent": "00f067aa0ba902b7", "name": "CartController.get",
                       "start": t - 5, "ms": 35.0, "error": True},
-                     {"trace": "ab" * 16, "span": "cd" * 8, "name": "too old to matter", "start": t - 600, "ms": 1.0}],
+                     {"trace": "ab" * 16, "span": "cd" * 8, "name": "the window before", "start": t - 90, "ms": 1.0},
+                     {"trace": "ab" * 16, "span": "ce" * 8, "name": "too old to matter", "start": t - 600, "ms": 1.0}],
         })
         await raw.publish_records(topics.spans, [(b"gateway", batch), (b"x", b'{"resourceSpans": []}')])
         await alerts.publish([alert(1, fired)])
@@ -130,10 +135,11 @@ async def test_alerts_get_the_spans_of_their_window_from_otlp_batches(kafka_boot
         (incident,) = book.incidents.values()
         got = {(s["service"], s["operation"], s["parent_id"], s["error"]) for s in incident["spans"]}
         assert got == {("gateway", "GET /cart", None, False), ("cart", "CartController.get", "00f067aa0ba902b7", True)}
+        assert [s["operation"] for s in incident["baseline"]["spans"]] == ["the window before"]
         dead = await read_topic(kafka_bootstrap, topics.dlq, expected=1)
         assert dict(dead[0].headers)["rca-dlq-reason"] == b"invalid" and dead[0].value == b'{"resourceSpans": []}'
         stats = await reader.stats()
-        assert stats["spans_consumed"] == 2 and stats["span_buffer_spans"] == 3 and stats["dlq"] == {"invalid": 1}
+        assert stats["spans_consumed"] == 2 and stats["span_buffer_spans"] == 4 and stats["dlq"] == {"invalid": 1}
         assert f"{topics.spans}/0" in stats["lag"]
     finally:
         await reader.stop()
