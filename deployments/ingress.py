@@ -244,8 +244,7 @@ class Ingress:
         baseline = Telemetry(logs=before.get("logs") or [], spans=before.get("spans") or [])
         service = await self._incidents()
         return await service.process_alert(
-            Alert.model_validate(alert), window.logs, delivery, spans=window.spans,
-            baseline=baseline if baseline.logs or baseline.spans else None,
+            Alert.model_validate(alert), window, delivery, baseline if baseline.logs or baseline.spans else None
         )
 
     async def analyze(self, request: AnalyzeRequest | dict) -> dict:

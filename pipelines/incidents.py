@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from pipelines import metrics
 from pipelines.pipeline import AnalysisPipeline
-from pipelines.schemas import Alert, AnalyzeRequest, Analysis, IncidentContext, LogInput, Span, Telemetry
+from pipelines.schemas import Alert, AnalyzeRequest, Analysis, IncidentContext, Telemetry
 from pipelines.store import Store
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,7 @@ class IncidentService:
         return analysis
 
     async def process_alert(
-        self, alert: Alert, logs: list[LogInput] | None = None, delivery: str | None = None, *,
-        spans: list[Span] | None = None, baseline: Telemetry | None = None,
+        self, alert: Alert, window: Telemetry | None = None, delivery: str | None = None, baseline: Telemetry | None = None
     ) -> dict:
         """An alert from Alertmanager or Kafka: idempotent, safe to redeliver.
 
@@ -64,7 +63,7 @@ class IncidentService:
         incident, created = await self._store.record_alert(alert, delivery=delivery)
         analyzed = False
         if created or not await self._store.has_analysis(incident.id):
-            context = await self._context(alert, Telemetry(logs=logs or [], spans=spans or []), baseline, self._window)
+            context = await self._context(alert, window or Telemetry(), baseline, self._window)
             analysis = await self._pipeline.analyze(incident.id, context)
             await self._store.save_analysis(incident.id, analysis)
             metrics.count_incident(analysis.classification.category.value, alert.severity.value)

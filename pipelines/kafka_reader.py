@@ -50,7 +50,7 @@ from pydantic import ValidationError
 
 from pipelines import metrics
 from pipelines.kafka_topics import KafkaUnavailable, TopicNames, ensure_topics
-from pipelines.log_buffer import InvalidLogEvent, LogBuffers, parse_log_event
+from pipelines.log_buffer import LogBuffers
 from pipelines.otlp import InvalidSpanBatch, decode_spans
 from pipelines.schemas import Alert
 from pipelines.settings import Settings
