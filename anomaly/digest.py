@@ -358,7 +358,7 @@ class Digest:
         out: dict[str, dict[str, int]] = {}
         for shape, span, n in other._table("spans").select("shape", "span", "n").iter_rows():
             row = out.setdefault(span, {})
-            tid = through.get(shape) or BASELINE_PREFIX + other.template_of_shape(shape)
+            tid = through[shape]
             row[tid] = row.get(tid, 0) + n
         return out
 

@@ -456,45 +456,26 @@ class KafkaReader:
                 return True
         return False
 
-    def context_logs(self, alert: Alert) -> list[dict[str, Any]]:
-        """Every service's log events from INCIDENT_CONTEXT_WINDOW before the alert to the wait after it."""
-        start, end = self._window_of(alert)
-        return self.buffers.window(start, end, limit=self.settings.max_lines_per_request) if end > start else []
-
-    def context_spans(self, alert: Alert) -> list[dict[str, Any]]:
-        """Every service's spans that started in the same time range as :meth:`context_logs`."""
-        return self._spans_between(*self._window_of(alert))
-
     def context(self, alert: Alert) -> dict[str, Any]:
-        """The alert's logs and spans, and as its baseline those of the window just before
-        (what the buffers still hold of it: nothing right after a restart)."""
-        start, end = self._window_of(alert)
-        if end <= start:
+        """A firing alert's logs and spans from INCIDENT_CONTEXT_WINDOW before it to the wait after
+        it, and as its baseline those of the window just before (what the buffers still hold of
+        it: nothing right after a restart). A resolved alert needs none."""
+        if alert.status != "firing":
             return {"logs": [], "spans": []}
+        moment = alert.timestamp.timestamp()
         width = self.settings.context_window_seconds
-        limit = self.settings.max_lines_per_request
+        start, end = moment - width, moment + self.settings.context_wait_seconds
         return {
-            "logs": self.context_logs(alert),
-            "spans": self.context_spans(alert),
-            "baseline": {"logs": self.buffers.window(start - width, start, limit=limit), "spans": self._spans_between(start - width, start)},
+            "logs": self._logs_between(start, end),
+            "spans": self._spans_between(start, end),
+            "baseline": {"logs": self._logs_between(start - width, start), "spans": self._spans_between(start - width, start)},
         }
 
-    def _window_of(self, alert: Alert) -> tuple[float, float]:
-        """From INCIDENT_CONTEXT_WINDOW before a firing alert to the wait after it; empty for a resolved one."""
-        if alert.status != "firing":
-            return 0.0, 0.0
-        moment = alert.timestamp.timestamp()
-        return moment - self.settings.context_window_seconds, moment + self.settings.context_wait_seconds
+    def _logs_between(self, start: float, end: float) -> list[dict[str, Any]]:
+        return self.buffers.window(start, end, limit=self.settings.max_lines_per_request)
 
     def _spans_between(self, start: float, end: float) -> list[dict[str, Any]]:
-        if end <= start:
-            return []
-        found = self.spans.raw_window(start, end)
-        limit = self.settings.max_lines_per_request
-        if len(found) > limit:
-            self.spans.dropped["context_limit"] = self.spans.dropped.get("context_limit", 0) + len(found) - limit
-            found = found[len(found) - limit:]
-        return [json.loads(value) for _, _, value in found]
+        return [json.loads(value) for _, _, value in self.spans.raw_window(start, end, limit=self.settings.max_lines_per_request)]
 
     async def _process_until_stored(self, record: Any, alert: Alert) -> None:
         process = self._process or self._serve_process()

@@ -285,9 +285,13 @@ class LogBuffers:
         return sorted(self._by_service)
 
     def raw_window(
-        self, start: float, end: float, services: list[str] | None = None
+        self, start: float, end: float, services: list[str] | None = None, limit: int | None = None
     ) -> list[tuple[float, str, bytes]]:
-        """``(time, service, raw JSON)`` of the events with ``start <= time <= end``, time-ordered."""
+        """``(time, service, raw JSON)`` of the events with ``start <= time <= end``, time-ordered.
+
+        With ``limit``, the *latest* ``limit`` events are kept (closest to the alert) and the
+        others counted under ``context_limit`` in :attr:`dropped`.
+        """
         found: list[tuple[float, str, bytes]] = []
         names = self._by_service if services is None else [s for s in services if s in self._by_service]
         for service in names:
@@ -300,20 +304,17 @@ class LogBuffers:
                     if start <= moment <= end:
                         found.append((moment, service, values[index]))  # type: ignore[arg-type]
         found.sort(key=lambda pair: pair[0])
+        if limit is not None and len(found) > limit:
+            self.dropped["context_limit"] = self.dropped.get("context_limit", 0) + len(found) - limit
+            found = found[len(found) - limit :]
         return found
 
     def window(
         self, start: float, end: float, services: list[str] | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
-        """The events of ``services`` (all when None) between ``start`` and ``end`` as LogEvent dicts.
-
-        With ``limit``, the *latest* ``limit`` events are kept (closest to the alert) and the
-        others counted under ``context_limit`` in :attr:`dropped`.
-        """
-        pairs = self.raw_window(start, end, services)
-        if limit is not None and len(pairs) > limit:
-            self.dropped["context_limit"] = self.dropped.get("context_limit", 0) + len(pairs) - limit
-            pairs = pairs[len(pairs) - limit :]
+        """The events of ``services`` (all when None) between ``start`` and ``end`` as LogEvent dicts
+        (``limit`` as in :meth:`raw_window`)."""
+        pairs = self.raw_window(start, end, services, limit)
         events = []
         for moment, service, value in pairs:
             event = _loads(value)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pipelines.schemas import Span
+from pipelines.schemas import Span, describe_validation_error
 
 #: OTLP status code of a span that failed (``STATUS_CODE_ERROR``)
 _STATUS_ERROR = 2
@@ -60,7 +60,7 @@ def decode_spans(value: bytes | None) -> SpanBatch:
         try:
             batch = SpanBatch([Span.model_validate(document)])
         except ValidationError as error:
-            raise InvalidSpanBatch("invalid", f"not a span: {error.errors()[0]['loc']}: {error.errors()[0]['msg']}") from None
+            raise InvalidSpanBatch("invalid", f"not a span: {describe_validation_error(error)}") from None
     else:
         raise InvalidSpanBatch("invalid", "neither an OTLP ExportTraceServiceRequest (resourceSpans) nor a span (span_id)")
     if not batch.spans:

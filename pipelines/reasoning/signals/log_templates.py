@@ -23,8 +23,9 @@ from pipelines.schemas import Category
 
 GROWTH_FACTOR = 1.5  # a template must exceed 1.5x its expected count to count as grown
 NEW_TEMPLATE_BONUS = 1.5
-NAMED_CALLEE_SHARE = 0.8
-VICTIM_SHARE = 0.8  # of a client's report of a shared resource's failure, the part that blames its owner
+#: of an error its logger suffers from another's fault (a named callee, a shared resource's owner),
+#: the part that blames the other
+CAUSE_SHARE = 0.8
 MIN_VANISHED_EXPECTED = 8.0
 VANISHED_WEIGHT = 0.0  # off: a short baseline's workload mix differs too much to trust absences
 STEADY_DISCOUNT = 0.2  # an error already as frequent before the alert as after is background noise
@@ -146,6 +147,7 @@ class LogTemplateSignal:
                 continue
             words = " ".join([t.text, *t.samples[:2], *t.exception_types])
             found = kinds_in(words) or ["code_exception"]
+            named = named_services(t, known)
             for owner, n in t.services.items():
                 if not owner:
                     continue
@@ -159,11 +161,11 @@ class LogTemplateSignal:
                     w = math.log1p(n) * flagged.get(tid, 0.0)
                 w *= onset.get(tid, 1.0)
                 if w > 0:
-                    grown.append(_Grown(t, owner, n, seen, w, found, words))
+                    grown.append(_Grown(t, owner, n, seen, w, found, words, named))
 
         resource_owners = _resource_owners(grown)
         for g in grown:
-            targets = _blamed(g, named_services(g.template, known), serving, resource_owners)
+            targets = _blamed(g, serving, resource_owners)
             for service, share, why in targets:
                 weight[service] += g.weight * share
                 for k in g.kinds:
@@ -219,6 +221,7 @@ class _Grown:
     weight: float
     kinds: list[str]
     words: str
+    named: set[str]  # known services its text names
 
 
 def _resource_owners(grown: list[_Grown]) -> dict[str, set[str]]:
@@ -236,7 +239,7 @@ def _resource_owners(grown: list[_Grown]) -> dict[str, set[str]]:
     return owners
 
 
-def _blamed(g: _Grown, named: set[str], serving: set[str], resource_owners: dict[str, set[str]]) -> list[tuple[str, float, str]]:
+def _blamed(g: _Grown, serving: set[str], resource_owners: dict[str, set[str]]) -> list[tuple[str, float, str]]:
     """Who a grown error template blames, with shares and the words that say why.
 
     The logger keeps it all unless it suffers someone else's fault: the owner of a shared resource
@@ -246,16 +249,16 @@ def _blamed(g: _Grown, named: set[str], serving: set[str], resource_owners: dict
         kind = KINDS_BY_NAME.get(name)
         owners = resource_owners.get(name, set()) - {g.owner}
         if kind is not None and owners and kind.is_client_report(g.words):
-            share = VICTIM_SHARE / len(owners)
-            return [(g.owner, 1.0 - VICTIM_SHARE, "")] + [
-                (o, share, f"logged by {g.owner}, a client of the failing resource; ") for o in sorted(owners)
-            ]
+            return _split(g.owner, owners, f"logged by {g.owner}, a client of the failing resource; ")
     blames_named = all(KINDS_BY_NAME[k].blames_named for k in g.kinds if k in KINDS_BY_NAME)
-    callees = named - {g.owner} - serving if blames_named else set()
-    if not callees:
-        return [(g.owner, 1.0, "")]
-    share = NAMED_CALLEE_SHARE / len(callees)
-    return [(g.owner, 1.0 - NAMED_CALLEE_SHARE, "")] + [(c, share, f"logged by {g.owner}, ") for c in sorted(callees)]
+    callees = g.named - {g.owner} - serving if blames_named else set()
+    return _split(g.owner, callees, f"logged by {g.owner}, ") if callees else [(g.owner, 1.0, "")]
+
+
+def _split(owner: str, causes: set[str], why: str) -> list[tuple[str, float, str]]:
+    """The logger keeps ``1 - CAUSE_SHARE``; the causes share the rest."""
+    each = CAUSE_SHARE / len(causes)
+    return [(owner, 1.0 - CAUSE_SHARE, "")] + [(c, each, why) for c in sorted(causes)]
 
 
 def _category(kind: str) -> Category:

@@ -79,7 +79,9 @@ class LogPatternSignal:
                     before, after = ref.wrote[op].get(tid, 0), now.wrote[op].get(tid, 0)
                     template = _template(evidence, tid)
                     z = _fault_shift(before, n_ref, after, n_now, template is not None and template.is_error)
-                    strength = saturate(abs(z) - MIN_Z, Z_SCALE) if z is not None else 0.0
+                    if z is None:
+                        continue
+                    strength = saturate(abs(z) - MIN_Z, Z_SCALE)
                     if strength <= best.get(op[0], (0.0, ""))[0]:
                         continue
                     text = template.text if template is not None else tid
@@ -136,11 +138,11 @@ def _samples(evidence: Evidence, logged: dict[str, dict[str, int]]) -> dict[str,
         if s.start >= late_from:
             out["late"].add(s, templates)
     baseline = evidence.baseline_digest
-    if evidence.baseline_spans and baseline is not None and baseline.lines:
-        base_logged = evidence.digest.span_templates_of(baseline)
+    base_logged = evidence.digest.span_templates_of(baseline) if evidence.baseline_spans and baseline is not None else {}
+    if base_logged:
         b_first, b_last = _edges(evidence.baseline_spans)
         for s in evidence.baseline_spans:
-            if base_logged and _inside(s, b_first, b_last):
+            if _inside(s, b_first, b_last):
                 out["baseline"].add(s, base_logged.get(s.span_id.lower(), {}))
     return out
 
