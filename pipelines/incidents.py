@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pipelines import metrics
+from pipelines.context_window import DEFAULT_AFTER_SECONDS, ContextWindow
 from pipelines.pipeline import AnalysisPipeline
 from pipelines.schemas import Alert, AnalyzeRequest, Analysis, IncidentContext, Telemetry
 from pipelines.store import Store
@@ -30,11 +31,13 @@ class IncidentService:
         *,
         context_window_seconds: int,
         gather_context: GatherContext | None = None,
+        context_wait_seconds: float = DEFAULT_AFTER_SECONDS,
     ) -> None:
         self._store = store
         self._pipeline = pipeline
         self._window = context_window_seconds
         self._gather = gather_context
+        self._after = context_wait_seconds
 
     async def analyze_request(self, request: AnalyzeRequest) -> Analysis:
         """``POST /analyze``: always a fresh analysis of the given alert and context."""
@@ -75,8 +78,8 @@ class IncidentService:
     ) -> IncidentContext:
         degraded: list[str] = []
         if self._gather is not None:
-            start = alert.timestamp - timedelta(seconds=window_seconds)
-            fetched, degraded = await self._gather(alert, start, alert.timestamp + timedelta(seconds=60))
+            span = ContextWindow.at(alert.timestamp, window_seconds, self._after)
+            fetched, degraded = await self._gather(alert, span.start_time, span.end_time)
             window = Telemetry(
                 logs=[*window.logs, *fetched.logs],
                 metrics=[*window.metrics, *fetched.metrics],

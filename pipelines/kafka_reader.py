@@ -49,6 +49,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 
 from pipelines import metrics
+from pipelines.context_window import ContextWindow
 from pipelines.kafka_topics import KafkaUnavailable, TopicNames, ensure_topics
 from pipelines.log_buffer import LogBuffers
 from pipelines.otlp import InvalidSpanBatch, decode_spans
@@ -457,18 +458,18 @@ class KafkaReader:
         return False
 
     def context(self, alert: Alert) -> dict[str, Any]:
-        """A firing alert's logs and spans from INCIDENT_CONTEXT_WINDOW before it to the wait after
-        it, and as its baseline those of the window just before (what the buffers still hold of
-        it: nothing right after a restart). A resolved alert needs none."""
+        """A firing alert's logs and spans in its ``ContextWindow`` (INCIDENT_CONTEXT_WINDOW before it
+        to RCA_CONTEXT_WAIT_SECONDS after it), and as its baseline those of the range of the same
+        width just before (what the buffers still hold of it: nothing right after a restart). A
+        resolved alert needs none."""
         if alert.status != "firing":
             return {"logs": [], "spans": []}
-        moment = alert.timestamp.timestamp()
-        width = self.settings.context_window_seconds
-        start, end = moment - width, moment + self.settings.context_wait_seconds
+        span = ContextWindow.for_alert(alert, self.settings)
+        before = span.baseline
         return {
-            "logs": self._logs_between(start, end),
-            "spans": self._spans_between(start, end),
-            "baseline": {"logs": self._logs_between(start - width, start), "spans": self._spans_between(start - width, start)},
+            "logs": self._logs_between(span.start, span.end),
+            "spans": self._spans_between(span.start, span.end),
+            "baseline": {"logs": self._logs_between(*before), "spans": self._spans_between(*before)},
         }
 
     def _logs_between(self, start: float, end: float) -> list[dict[str, Any]]:

@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipelines.context_window import DEFAULT_AFTER_SECONDS
+
 DEFAULT_PROMETHEUS_QUERIES: dict[str, str] = {
     "cpu_usage_percent": 'sum(rate(container_cpu_usage_seconds_total{{container="{service}"}}[1m])) * 100',
     "memory_usage_percent": (
@@ -47,6 +49,9 @@ class Settings(BaseSettings):
 
     # --- general
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+    # An alert's context (pipelines/context_window.py): INCIDENT_CONTEXT_WINDOW seconds before the
+    # alert to RCA_CONTEXT_WAIT_SECONDS after it (the Kafka reader waits that long for late lines;
+    # Loki and Prometheus are queried to the same end); the baseline is the range of the same width before.
     context_window_seconds: int = Field(default=300, ge=1, validation_alias="INCIDENT_CONTEXT_WINDOW")
     data_dir: Path = Field(default=Path(".rca"), validation_alias="RCA_DATA_DIR")
 
@@ -63,7 +68,7 @@ class Settings(BaseSettings):
     kafka_spans_topic: str = Field(default="rca.spans", validation_alias="RCA_KAFKA_SPANS_TOPIC")
     log_buffer_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, validation_alias="RCA_LOG_BUFFER_MAX_BYTES")
     span_buffer_max_bytes: int = Field(default=128 * 1024 * 1024, ge=1024, validation_alias="RCA_SPAN_BUFFER_MAX_BYTES")
-    context_wait_seconds: float = Field(default=5.0, ge=0, validation_alias="RCA_CONTEXT_WAIT_SECONDS")
+    context_wait_seconds: float = Field(default=DEFAULT_AFTER_SECONDS, ge=0, validation_alias="RCA_CONTEXT_WAIT_SECONDS")
     max_inflight_analyses: int = Field(default=8, ge=1, validation_alias="RCA_MAX_INFLIGHT_ANALYSES")
 
     # --- context sources
