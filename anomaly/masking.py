@@ -48,11 +48,10 @@ RULES: tuple[tuple[str, str, str], ...] = (
     *((name, pattern, "${1}" + _HIDE + "${2}") for name, pattern in _LOCATIONS),
     ("url", r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s\"'<>]+", "<*>"),
     ("path", r"(^|[\s=:\"'(\[])(?:[A-Za-z]:)?(?:[\\/][\w.\-$@~+]+){2,}[\\/]?", "${1}<*>"),
-    ("quoted", r"\"[^\"]{0,64}\"|'[^'\s]{0,64}'", "\"<*>\""),
-    ("kv", r"\b([A-Za-z_][\w.\-]*)=([^\s,;&\"'\]\)]+)", "${1}=<*>"),
     ("value", "|".join(f"(?:{p})" for _, p in _VALUE_KINDS), "<*>"),
-    # a parenthetical holding only one value (and maybe a unit) is optional detail
-    ("aside", r"\s*\(<\*>(?:\s*\w{1,5})?\)", ""),
+    # a run of tokens holding nothing but values (``<*> (<*>)``, ``<*>, <*>``) is one variable
+    # (Khan et al., ICSE 2022, rule CV): how many values a list prints is not part of the event
+    ("run", r"(^|\s)(?:[^\w\s]*<\*>)+[^\w\s]*(?:\s+(?:[^\w\s]*<\*>)+[^\w\s]*)+(\s|$)", "${1}<*>${2}"),
     ("location_shown", _HIDE, ""),
 )
 
@@ -60,8 +59,8 @@ RULES: tuple[tuple[str, str, str], ...] = (
 #: a rule only runs on the messages holding its trigger (a cheap literal test),
 #: since most messages have no URL, no quote, no ``=``
 _TRIGGERS: dict[str, tuple[str, bool]] = {
-    "url": ("://", True), "path": ("/", True), "quoted": ("[\"']", False), "kv": ("=", True),
-    "value": ("[0-9]", False), "aside": ("(", True), "location_line": ("#", True),
+    "url": ("://", True), "path": ("/", True),
+    "value": ("[0-9]", False), "run": ("<*>", True), "location_line": ("#", True),
     "location_file": (r"\.[a-z]{1,6}:\d", False), "location_shown": (_HIDE, True),
 }
 

@@ -9,9 +9,10 @@ not the number of lines.
 
 Steps, per group of messages with the same token count:
 1. count how many messages hold each (position, token) pair;
-2. a message's *root pattern* is the set of its tokens sharing the frequency that
-   occurs most often among its tokens (ties: the higher frequency): the longest
-   common pattern of the group it belongs to;
+2. a message's *root pattern* is the set of its word tokens sharing the frequency that
+   occurs most often among them (ties: the higher frequency): the longest common
+   pattern of the group it belongs to. A token that is nothing but placeholders is a
+   variable already and never part of a root;
 3. messages are grouped by root pattern; in each group a column whose values differ
    is a variable when its values hold a placeholder or are many (more than
    ``MAX_CONSTANT_VALUES``); a column with a few word-like values splits the group.
@@ -44,6 +45,11 @@ def canonical(token: str) -> str:
 
 def _looks_variable(token: str) -> bool:
     return _CANON in token
+
+
+def _only_placeholders(token: str) -> bool:
+    """A token with no letter or digit outside its placeholders (``<*>``, ``<*>:<*>``, ``(<*>)``)."""
+    return _CANON in token and not any(c.isalnum() for c in token.replace(_CANON, ""))
 
 
 def mine(signatures: Sequence[str]) -> tuple[list[int], list[str]]:
@@ -86,16 +92,19 @@ def mine(signatures: Sequence[str]) -> tuple[list[int], list[str]]:
         if length == 0:
             emit(group, [])
             continue
+        # a placeholder is a variable already: it never belongs to a root pattern (counted, it
+        # would be the most frequent token of every short message and merge them all)
+        words = {i: [(p, t) for p, t in enumerate(tokens[i]) if not _only_placeholders(t)] for i in group}
         freq: Counter[tuple[int, str]] = Counter()
         for i in group:
-            freq.update(enumerate(tokens[i]))
+            freq.update(words[i])
         roots: dict[tuple[tuple[int, str], ...], list[int]] = defaultdict(list)
         for i in group:
-            toks = tokens[i]
-            f = [freq[(p, t)] for p, t in enumerate(toks)]
-            counts = Counter(f)
-            root_freq = max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0]
-            key = tuple((p, t) for p, t in enumerate(toks) if f[p] == root_freq)
+            f = [freq[pt] for pt in words[i]]
+            key: tuple[tuple[int, str], ...] = ()
+            if f:
+                root_freq = max(Counter(f).items(), key=lambda kv: (kv[1], kv[0]))[0]
+                key = tuple(pt for pt, n in zip(words[i], f) if n == root_freq)
             roots[key].append(i)
         for key in sorted(roots):
             _split_group(roots[key], tokens, length, emit)
