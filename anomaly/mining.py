@@ -52,10 +52,11 @@ def _only_placeholders(token: str) -> bool:
     return _CANON in token and not any(c.isalnum() for c in token.replace(_CANON, ""))
 
 
-def mine(signatures: Sequence[str]) -> tuple[list[int], list[str]]:
+def mine(signatures: Sequence[str], *, max_constant_values: int = MAX_CONSTANT_VALUES) -> tuple[list[int], list[str]]:
     """Group distinct masked messages into templates.
 
-    Returns, for each input message, the index of its template, and the template
+    ``max_constant_values`` is only ever changed by the leave-one-system-out evaluation,
+    which measures it (``pipelines.evaluation.loghub``). Returns, for each input message, the index of its template, and the template
     texts (variables shown as ``<*>`` or a typed placeholder shared by the column).
     The result depends only on the set of inputs, never on their order.
     """
@@ -107,11 +108,11 @@ def mine(signatures: Sequence[str]) -> tuple[list[int], list[str]]:
                 key = tuple(pt for pt, n in zip(words[i], f) if n == root_freq)
             roots[key].append(i)
         for key in sorted(roots):
-            _split_group(roots[key], tokens, length, emit)
+            _split_group(roots[key], tokens, length, emit, max_constant_values)
     return assignment, texts
 
 
-def _split_group(members: list[int], tokens: dict[int, list[str]], length: int, emit) -> None:
+def _split_group(members: list[int], tokens: dict[int, list[str]], length: int, emit, max_constant_values: int) -> None:
     """Decide, column by column, constant / variable / split, then emit templates."""
     template: list[str | None] = []
     split_columns: list[int] = []
@@ -119,7 +120,7 @@ def _split_group(members: list[int], tokens: dict[int, list[str]], length: int, 
         values = {tokens[i][p] for i in members}
         if len(values) == 1:
             template.append(next(iter(values)))
-        elif len(values) > MAX_CONSTANT_VALUES or any(_looks_variable(v) for v in values):
+        elif len(values) > max_constant_values or any(_looks_variable(v) for v in values):
             template.append(WILDCARD)
         else:
             template.append(None)

@@ -405,16 +405,26 @@ def _evaluate(run: Callable[..., dict], path: Path) -> dict:
 def eval_loghub(
     path: Annotated[Path, typer.Argument(help="folder with <S>/<S>_2k.log_structured.csv")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    leave_one_out: Annotated[bool, typer.Option(
+        "--leave-one-out", help="choose each measured constant on the other systems, score the held-out one")] = False,
 ) -> None:
     """Grouping accuracy of template mining on Loghub-2k."""
-    from pipelines.evaluation.loghub import evaluate_loghub
+    from pipelines.evaluation.loghub import evaluate_loghub, evaluate_loghub_loo
 
-    result = _evaluate(evaluate_loghub, path)
-    if not as_json:
-        table = Table("system", "grouping accuracy")
-        for system, ga in result["systems"].items():
-            table.add_row(system, f"{ga:.3f}")
-        out.print(table)
+    if leave_one_out:
+        result = _evaluate(evaluate_loghub_loo, path)
+        if not as_json:
+            table = Table("held-out system", "constants chosen on the others", "grouping accuracy")
+            for system, fold in result["folds"].items():
+                table.add_row(system, ", ".join(f"{k}={v}" for k, v in fold["chosen"].items()), f"{fold['ga']:.3f}")
+            out.print(table)
+    else:
+        result = _evaluate(evaluate_loghub, path)
+        if not as_json:
+            table = Table("system", "grouping accuracy")
+            for system, ga in result["systems"].items():
+                table.add_row(system, f"{ga:.3f}")
+            out.print(table)
     _emit(result, as_json)
 
 
@@ -429,49 +439,95 @@ def eval_hdfs(
     _emit(_evaluate(evaluate_hdfs, path), as_json)
 
 
+def _replay(contexts: list[tuple[str, Callable[[], Any]]], settings: Settings, label: str, quiet: bool) -> list[tuple[Any, Analysis, float]]:
+    """Analyze each ``(name, build_context)`` through the Serve application, as ``POST /analyze`` does.
+
+    Returns ``(context, analysis, seconds)``; the reader's degraded reasons (skipped rows, ignored
+    files, short history) are added to the analysis' own.
+    """
+    from pipelines import runtime
+    from pipelines.evaluation.nezha import NezhaDatasetError
+
+    results = []
+    with runtime.running(settings, http=False) as local:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=quiet) as progress:
+            task = progress.add_task(label, total=len(contexts))
+            for name, build in contexts:
+                progress.update(task, description=f"{label} {name}")
+                try:
+                    context = build()
+                except (FileNotFoundError, NezhaDatasetError) as exc:
+                    raise CliError(str(exc)) from exc
+                body = AnalyzeRequest(alert=context.alert, context_window=settings.context_window_seconds,
+                                      logs=context.window.logs, metrics=context.window.metrics,
+                                      spans=context.window.spans, baseline=context.baseline)
+                started = time.perf_counter()
+                analysis = Analysis.model_validate(local.ingress.analyze.remote(body).result())
+                elapsed = time.perf_counter() - started
+                if context.degraded_reasons:
+                    reasons = [*analysis.degraded_reasons, *context.degraded_reasons]
+                    analysis = analysis.model_copy(update={"degraded": True, "degraded_reasons": reasons})
+                results.append((context, analysis, elapsed))
+                progress.advance(task)
+    return results
+
+
+def _eval_settings() -> Settings:
+    return _settings(data_dir=Path(tempfile.mkdtemp(prefix="rca-eval-")))
+
+
 @eval_app.command("nezha")
 def eval_nezha(
     path: Annotated[Path, typer.Argument(help="folder in the Nezha layout (rca_data/, construct_data/)")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
     limit: Annotated[int | None, typer.Option(help="only the first N cases")] = None,
+    alert_delay: Annotated[float, typer.Option(help="seconds after the injection the alert fires (see --alert-at)")] = 120.0,
+    alert_at: Annotated[str, typer.Option(help="delay: every alert at injection + --alert-delay (a sweep compares like "
+                                          "with like); rules: when configs/prometheus-rules.yaml would fire on the "
+                                          "front end, else at injection + --alert-delay")] = "delay",
 ) -> None:
-    """Replay Train-Ticket fault cases through the Serve pipeline and score root-cause localization."""
-    from pipelines import runtime
+    """Replay Nezha fault cases as production runs (the alert late, its ContextWindow only) through the
+    Serve pipeline and score root-cause localization with 95% intervals."""
+    from pipelines.evaluation.intervals import describe
     from pipelines.evaluation.nezha import NezhaDatasetError, load_cases, score_cases
 
+    if alert_at not in ("delay", "rules"):
+        raise CliError(f"--alert-at {alert_at!r}: choose delay or rules")
+    if alert_delay < 0:
+        raise CliError(f"--alert-delay {alert_delay:g}: must be >= 0 seconds")
     try:
         cases = load_cases(_dataset(path))[:limit]
+        plans = {case.case_id: case.alert_plan(alert_at, alert_delay) for case in cases}  # type: ignore[arg-type]
     except (FileNotFoundError, NezhaDatasetError) as exc:
         raise CliError(str(exc)) from exc
     if not cases:
         raise CliError(f"{path}: no fault cases found (expected rca_data/<date>/<date>-fault_list.json)")
-    settings = _settings(data_dir=Path(tempfile.mkdtemp(prefix="rca-eval-")))
-    results = []
-    with runtime.running(settings, http=False) as local:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err, transient=as_json) as progress:
-            task = progress.add_task("nezha cases", total=len(cases))
-            for case in cases:
-                progress.update(task, description=f"case {case.case_id}")
-                try:
-                    context = case.context()
-                except (FileNotFoundError, NezhaDatasetError) as exc:
-                    raise CliError(str(exc)) from exc
-                body = AnalyzeRequest(alert=context.alert, logs=context.window.logs, metrics=context.window.metrics,
-                                      spans=context.window.spans, baseline=context.baseline)
-                started = time.perf_counter()
-                analysis = Analysis.model_validate(local.ingress.analyze.remote(body).result())
-                results.append((case, analysis, time.perf_counter() - started))
-                progress.advance(task)
-    scored = score_cases(results)
-    rows = scored.pop("rows")
-    if not as_json:
-        table = Table("case", "truth", "fault", "predicted (top 3)", "rank", "category", "s")
-        for r in rows:
-            table.add_row(r["case"], r["truth_service"], r["fault_type"], "\n".join(s or "-" for s in r["predicted"]),
-                          str(r["rank"] or "-"), ("✓ " if r["category_ok"] else "✗ ") + r["category"], f"{r['seconds']:.1f}")
-        out.print(table)
-    _emit(scored, as_json)
+    settings = _eval_settings()
+    window = (settings.context_window_seconds, settings.context_wait_seconds)
+    replayed = _replay([(case.case_id, lambda case=case: case.context(alert_at, alert_delay, *window)) for case in cases],
+                       settings, "case", as_json)
+    scored = score_cases([(case, analysis, seconds) for case, (_, analysis, seconds) in zip(cases, replayed)], plans)
+    scored = {"alert_at": alert_at, "alert_delay_seconds": alert_delay,
+              "context_window": {"before_seconds": window[0], "after_seconds": window[1]}, **scored}
+    if as_json:
+        print(json.dumps(scored))
+        return
+    table = Table("case", "truth", "fault", "alert", "predicted (top 3)", "rank", "category", "s")
+    for r in scored["rows"]:
+        alert = r["alert"]
+        table.add_row(r["case"], r["truth_service"], r["fault_type"], f"{alert['alert']} +{alert['after_injection_seconds']:g}s",
+                      "\n".join(s or "-" for s in r["predicted"]), str(r["rank"] or "-"),
+                      ("✓ " if r["category_ok"] else "✗ ") + r["category"], f"{r['seconds']:.1f}")
+    out.print(table)
+    summary = Table("fault type", "cases", "AS@1", "AS@3", "category", "fault type")
+    for kind, figures in [*scored["by_fault_type"].items(), ("all", scored)]:
+        summary.add_row(kind, str(figures["cases"]), *(describe(figures[k]) for k in
+                        ("as_at_1", "as_at_3", "category_accuracy", "fault_type_accuracy")))
+    out.print(summary)
+    out.print(f"alert at {alert_at}, delay {alert_delay:g}s; {scored['alerts']['fired_by_rules']} fired by rules, "
+              f"rules would fire within the case's data in {scored['alerts']['rules_would_fire_within_case_data']}; "
+              f"AS@5: {scored['as_at_5_note']}; p50 {scored['p50_seconds']}s, p95 {scored['p95_seconds']}s per case")
 
 
 if __name__ == "__main__":
