@@ -1,8 +1,12 @@
 """Remediation playbooks, one per kind of fault.
 
-A playbook is an ordered list of steps with a command template; ``{service}`` and
-``{namespace}`` are filled from the hypothesis. Adding a fault kind is adding one entry.
-Read-only diagnosis comes first (low risk), changes later (medium/high risk).
+A playbook is an ordered list of steps with a command template; ``{service}`` is the service
+the hypothesis names as the cause (the database, the DNS server, the provider, the workload),
+``{caller}`` a service that suffers it (the alerting one) and ``{namespace}`` the alert's.
+Adding a fault kind is adding one entry. Read-only diagnosis comes first (low risk), changes
+later (medium/high risk); a playbook only changes the component its fault kind blames (no
+rollback of a client for a database outage). ``GATHER_EVIDENCE`` is for weak evidence: it
+changes nothing.
 """
 
 from __future__ import annotations
@@ -35,14 +39,21 @@ PLAYBOOKS: dict[str, list[Step]] = {
         Step("Roll back {service} to the previous revision", "kubectl rollout undo deployment/{service} -n {namespace}", "Error rate of {service} back to baseline", H),
     ],
     "db_connection_exhaustion": [
-        Step("Look at connections on the database", "psql -c \"SELECT state, count(*) FROM pg_stat_activity GROUP BY state\"", "Connections at max_connections, many idle in transaction or waiting", L),
-        Step("Find and end idle-in-transaction sessions holding connections", "psql -c \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle in transaction' AND state_change < now() - interval '5 minutes'\"", "Connections freed; waiting requests proceed", M),
-        Step("Lower the pool size per replica of the callers, or put PgBouncer in front of the database", None, "Total pool sizes below max_connections", M),
-        Step("Scale down the callers that open the most connections, if the database stays saturated", "kubectl scale deployment/<caller> -n {namespace} --replicas=<n>", "Fewer connections; database accepts new ones", H),
+        Step("Look at connections on {service}", "psql -h {service} -c \"SELECT state, count(*) FROM pg_stat_activity GROUP BY state\"", "Connections at max_connections, many idle in transaction or waiting", L),
+        Step("Find and end idle-in-transaction sessions holding connections on {service}", "psql -h {service} -c \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle in transaction' AND state_change < now() - interval '5 minutes'\"", "Connections freed; waiting requests proceed", M),
+        Step("Lower the pool size per replica of the callers of {service}, or put PgBouncer in front of it", None, "Total pool sizes below max_connections", M),
+        Step("Scale down the callers that open the most connections, if {service} stays saturated", "kubectl scale deployment/<caller> -n {namespace} --replicas=<n>", "Fewer connections; {service} accepts new ones", H),
     ],
     "database_error": [
-        Step("Check the database's health, locks and replication", "psql -c \"SELECT * FROM pg_stat_activity WHERE wait_event IS NOT NULL\"", "Lock waits or a stuck query identified", L),
-        Step("Cancel the blocking query", "psql -c \"SELECT pg_cancel_backend(<pid>)\"", "Blocked queries proceed", M),
+        Step("Check {service}'s health, lock waits and replication", "psql -h {service} -c \"SELECT pid, wait_event_type, wait_event, state, query_start, left(query, 80) FROM pg_stat_activity WHERE wait_event IS NOT NULL\"", "Lock waits, a long-running statement or a replica behind identified", L),
+        Step("Find the session that blocks the others on {service}", "psql -h {service} -c \"SELECT pid, pg_blocking_pids(pid), left(query, 80) FROM pg_stat_activity WHERE cardinality(pg_blocking_pids(pid)) > 0\"", "The blocking statement (a migration, VACUUM FULL, a batch job)", L),
+        Step("Check that {service} is up and accepts connections", "kubectl get pods -n {namespace} | grep {service}; pg_isready -h {service}", "The database pod ready and accepting connections", L),
+        Step("Cancel the blocking statement on {service}", "psql -h {service} -c \"SELECT pg_cancel_backend(<pid>)\"", "Blocked queries proceed; callers' errors stop", M),
+    ],
+    "memory_pressure": [
+        Step("Find the node under memory pressure and what the kernel or kubelet killed", "kubectl get events -A --field-selector reason=Evicted; kubectl describe node <node> | grep -A5 Conditions", "The node with MemoryPressure and the pods evicted or OOM-killed", L),
+        Step("Confirm {service} uses the node's memory", "kubectl top pod -A --sort-by=memory | head -20", "{service} uses far more memory than it requests", L),
+        Step("Set a memory limit on {service} or move it to a dedicated node", "kubectl set resources deployment/{service} -n {namespace} --limits=memory=<limit>", "The node's other pods stop being killed", M),
     ],
     "dns_failure": [
         Step("Check cluster DNS pods and their errors", "kubectl get pods -n kube-system -l k8s-app=kube-dns; kubectl logs -n kube-system -l k8s-app=kube-dns --since=15m | grep -i error", "CoreDNS pods unhealthy or timing out upstream", L),
@@ -82,22 +93,39 @@ PLAYBOOKS: dict[str, list[Step]] = {
         Step("Revoke exposed credentials and rotate secrets", None, "Old credentials no longer accepted", H),
     ],
     "external_dependency": [
-        Step("Confirm the third party's status from {service}", "kubectl exec -n {namespace} deploy/{service} -- curl -sS -o /dev/null -w '%{{http_code}}' <provider-health-url>", "The provider answers 5xx: the outage is theirs", L),
-        Step("Check the provider's status page and open a ticket", None, "Provider acknowledges the incident", L),
+        Step("Confirm {service} fails from {caller}", "kubectl exec -n {namespace} deploy/{caller} -- curl -sS -o /dev/null -w '%{{http_code}} %{{time_total}}s' https://{service}/", "{service} answers 5xx, throttles or times out: the outage is theirs", L),
+        Step("Check {service}'s status page and open a ticket with the provider", None, "The provider acknowledges the incident", L),
+        Step("Keep {caller}'s retries bounded (circuit breaker, back-off) so they do not add load", None, "Callers fail fast instead of piling up", M),
         Step("Fail over to a secondary provider or degrade gracefully (queue requests, disable the feature)", None, "Users get a degraded but working path", M),
     ],
     "unknown": [
         Step("Read recent errors of {service}", "kubectl logs -n {namespace} deploy/{service} --since=15m | grep -iE 'error|exception|fatal'", "The first error that precedes the others", L),
         Step("Check recent deploys and events in the namespace", "kubectl get events -n {namespace} --sort-by=.lastTimestamp | tail -30", "A change that coincides with the alert", L),
-        Step("Roll back the change that coincides with the alert", "kubectl rollout undo deployment/{service} -n {namespace}", "Alert resolves", H),
+        Step("Roll back the change that coincides with the alert, once one is found", None, "Alert resolves", H),
+    ],
+    "gather_evidence": [
+        Step("Look at {service}'s dashboards: error rate, latency, saturation and traffic since before the alert", None, "Whether the alert is a real change and when it began", L),
+        Step("Read the logs of {service}'s dependencies (databases, caches, downstream services, third parties) around the alert", "kubectl logs -n {namespace} -l app=<dependency> --since=15m | grep -iE 'error|refused|timeout|fatal'", "A dependency that failed first", L),
+        Step("List recent deploys, config changes and cluster events", "kubectl get events -A --sort-by=.lastTimestamp | tail -40; kubectl rollout history deployment -n {namespace}", "A change that coincides with the alert's onset", L),
+        Step("Check the nodes that run {service} (pressure, restarts, network agent)", "kubectl get pods -n {namespace} -l app={service} -o wide; kubectl describe node <node> | grep -A5 Conditions", "A node condition shared by the failing pods", L),
     ],
 }
 
 
-def remediation_for(fault_type: str, service: str | None, namespace: str | None) -> list[RemediationStep]:
-    """The playbook of a fault type, with the service and namespace filled in."""
+#: the playbook for weak evidence: look before changing anything
+GATHER_EVIDENCE = "gather_evidence"
+
+
+def remediation_for(
+    fault_type: str, service: str | None, namespace: str | None, caller: str | None = None
+) -> list[RemediationStep]:
+    """The playbook of a fault type, with the blamed service, a caller and the namespace filled in."""
     steps = PLAYBOOKS.get(fault_type, PLAYBOOKS["unknown"])
-    values = {"service": service or "<service>", "namespace": namespace or "default"}
+    values = {
+        "service": service or "<service>",
+        "namespace": namespace or "default",
+        "caller": caller if caller and caller != service else "<caller>",
+    }
     return [
         RemediationStep(
             step=i,

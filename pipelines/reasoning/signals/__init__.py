@@ -10,6 +10,7 @@ import logging
 
 from pipelines.reasoning.base import Evidence
 from pipelines.reasoning.signals.base import Finding, Signal
+from pipelines.reasoning.signals.dependencies import DependencySignal
 from pipelines.reasoning.signals.log_templates import LogTemplateSignal
 from pipelines.reasoning.signals.metrics import MetricDeviationSignal
 from pipelines.reasoning.signals.patterns import LogPatternSignal
@@ -17,7 +18,9 @@ from pipelines.reasoning.signals.traces import TraceSignal
 
 log = logging.getLogger(__name__)
 
-SIGNALS: list[Signal] = [LogTemplateSignal(), MetricDeviationSignal(), TraceSignal(), LogPatternSignal()]
+SIGNALS: list[Signal] = [
+    LogTemplateSignal(), MetricDeviationSignal(), TraceSignal(), LogPatternSignal(), DependencySignal(),
+]
 
 
 def collect(evidence: Evidence, signals: list[Signal] | None = None) -> tuple[list[Finding], list[str]]:

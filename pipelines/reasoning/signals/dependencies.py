@@ -1,0 +1,219 @@
+"""Dependency evidence: the database, DNS server or third party that callers' errors name.
+
+The component that fails often logs nothing we were given (a managed database, a SaaS API, an
+S3 bucket) or logs without a service the intake could read; its callers name it in their
+errors: a connection string or ``host:5432``, a URL outside the cluster, the AWS SDK's service
+id. An error template that grew in the window (against the baseline, or from before the alert
+to after it) and names such a dependency blames it; several callers (lines, templates) naming
+the same one make it strong. A name in a DNS failure is what was looked up, not a culprit: DNS
+failures of several names blame the DNS server instead, when the logs name one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections import defaultdict
+
+from anomaly import Digest, TemplateStats
+from pipelines.reasoning.base import Evidence
+from pipelines.reasoning.signals.base import Finding, saturate
+from pipelines.reasoning.signals.lexicon import KINDS_BY_NAME, kinds_in
+from pipelines.reasoning.signals.log_templates import GROWTH_FACTOR, MIN_ERROR_LINES, NEW_TEMPLATE_BONUS, onset_factors
+
+#: default ports of databases and data stores (PostgreSQL, MySQL/MariaDB, MongoDB, Redis,
+#: Oracle, SQL Server, Cassandra, CockroachDB)
+DATABASE_PORTS = {"5432", "3306", "27017", "6379", "1521", "1433", "9042", "26257"}
+#: public top-level domains a provider's host name ends with (generic ones only: country codes
+#: such as .py, .rs, .sh collide with file names in log lines)
+PUBLIC_TLDS = {"com", "net", "org", "io", "co", "cloud", "dev", "app", "ai", "biz", "info"}
+#: suffixes of names that stay inside a cluster or a private network
+INTERNAL_SUFFIXES = (".svc", ".cluster.local", ".local", ".internal", ".localdomain", ".lan", ".home.arpa", ".consul")
+#: names DNS server software and Kubernetes give the cluster DNS
+DNS_SERVER_NAMES = ("coredns", "kube-dns", "node-local-dns", "nodelocaldns", "dnsmasq", "unbound")
+#: Java packages spelled like host names (``com.stripe.net``)
+_PACKAGE_PREFIXES = ("com.", "org.", "net.", "io.", "java.", "javax.", "jdk.", "sun.")
+
+#: weight of a dependency (summed template weights) that gives strength 0.63
+DEPENDENCY_SCALE = 4.0
+#: a dependency named by one template line only is an anecdote
+MIN_NAMING_LINES = 3
+#: DNS failures must name this many distinct looked-up names to blame the resolver, not the name
+MIN_DNS_NAMES = 2
+
+_URL = re.compile(r"\b(?:https?|wss?|grpcs?)://(?:[^@/\s\"']+@)?([A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9])")
+_DB_URL = re.compile(
+    r"\b(?:jdbc:)?(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|sqlserver|cockroachdb)://"
+    r"(?:[^@/\s\"']+@)?([A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9])", re.IGNORECASE)
+_HOST_PORT = re.compile(r"(?<![\w.:/-])([A-Za-z][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)*):(\d{2,5})\b")
+_DSN_HOST = re.compile(r"\bhost=([A-Za-z][A-Za-z0-9.-]*[A-Za-z0-9])")
+#: the AWS SDKs name the service they call: Go v2 "operation error S3: PutObject", Java
+#: "(Service: Amazon S3; Status Code: 503" / "(Service: S3, Status Code: 503"
+_CLOUD_SDK = re.compile(r"operation error ([A-Za-z0-9]+):|\(Service: (?:Amazon |AWS )?([A-Za-z0-9 ]+?)[;,]")
+_DNS_QUERY = re.compile(r"lookup (\S+?)\.? on (\S+?:53)\b|(?:ENOTFOUND|EAI_AGAIN|UnknownHostException:?) (\S+)", re.IGNORECASE)
+_DNS_SERVER_SIDE = re.compile(
+    r"server misbehaving|SERVFAIL|i/o timeout|connection refused|no servers could be reached|EAI_AGAIN|Temporary failure in name resolution",
+    re.IGNORECASE)
+_DATABASE_KINDS = {"db_connection_exhaustion", "database_error"}
+_NETWORK_KINDS = {"network_error", "network_delay"}
+
+
+def is_external_host(host: str) -> bool:
+    """A host name outside the cluster: dotted, a public TLD, not an address or an internal suffix."""
+    host = host.lower().rstrip(".")
+    if "." not in host or host.startswith(_PACKAGE_PREFIXES) or host.endswith(INTERNAL_SUFFIXES):
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return False
+    except ValueError:
+        pass
+    return host.rsplit(".", 1)[1] in PUBLIC_TLDS
+
+
+def workload_of(host: str, known: set[str]) -> str:
+    """The name a cluster-internal host gives its workload: its first label, mapped onto a known service.
+
+    ``orders-db.prod.svc.cluster.local`` -> ``orders-db``; ``orders-db-0.orders-db`` -> ``orders-db``
+    when the logs know a service ``orders-db``.
+    """
+    first = host.lower().split(".", 1)[0]
+    for service in sorted(known, key=len, reverse=True):
+        if first == service or first.startswith(service + "-"):
+            return service
+    return first
+
+
+#: URLs that are not what the logger called: a referer after an access log's request and status,
+#: a link a message points the reader to ("see https://...", "status at https://...")
+_NOT_CALLED = re.compile(
+    r"HTTP/[\d.]+\" \d{3} \S+ \"[^\"]*\"|\breferr?er: \"[^\"]*\"|"
+    r"\b(?:see|visit|refer to|documentation|docs|more info(?:rmation)?|status(?: page)? at)\W{1,3}https?://\S+",
+    re.IGNORECASE)
+
+
+def external_provider(text: str) -> set[str]:
+    """Third parties ``text`` names: hosts outside the cluster (in a URL or as ``host:port``) and cloud SDK services.
+
+A bare host name is not enough: servers print their own (``server: shop.example.com``)."""
+    text = _NOT_CALLED.sub(" ", text)
+    found = {h.lower() for h in _URL.findall(text) if is_external_host(h)}
+    found |= {h.lower() for h, _ in _HOST_PORT.findall(text) if is_external_host(h)}
+    for go, java in _CLOUD_SDK.findall(text):
+        found.add(f"aws {(go or java).strip().lower()}")
+    return found
+
+
+def database_hosts(text: str, kinds: set[str]) -> set[str]:
+    """Database endpoints ``text`` names: a connection URL, ``host:<database port>``, a DSN's ``host=``."""
+    hosts = set(_DB_URL.findall(text))
+    hosts |= {h for h, port in _HOST_PORT.findall(text) if port in DATABASE_PORTS}
+    if kinds & _DATABASE_KINDS:
+        hosts |= set(_DSN_HOST.findall(text))
+    return {h for h in hosts if not is_external_host(h) and h.lower() != "localhost"}
+
+
+def dns_servers(digest: Digest) -> set[str]:
+    """Services the logs name as the cluster DNS: a known service or a word in any line."""
+    named = {s for s in digest.services if s and any(n in s.lower() for n in DNS_SERVER_NAMES)}
+    if named:
+        return named
+    words = re.compile(r"\b(" + "|".join(map(re.escape, DNS_SERVER_NAMES)) + r")\b", re.IGNORECASE)
+    for t in digest.templates.values():
+        for text in (t.text, *t.samples[:1]):
+            m = words.search(text)
+            if m:
+                named.add(m.group(1).lower())
+    return named
+
+
+def template_weights(evidence: Evidence) -> dict[str, float]:
+    """Weight of each error template that grew: against the baseline, else from before the alert to after."""
+    digest = evidence.digest
+    baseline = evidence.baseline_digest
+    has_baseline = baseline is not None and baseline.lines > 0
+    seen: dict[str, int] = defaultdict(int)
+    if has_baseline:
+        for t in baseline.templates.values():
+            seen[t.text] += t.count
+    scale = digest.lines / baseline.lines if has_baseline else 1.0
+    flagged = {i.template_id: i.score for i in evidence.report.templates if i.template_id}
+    onset = onset_factors(digest, evidence.alert.timestamp.timestamp())
+    out = {}
+    for tid, t in digest.templates.items():
+        if not t.is_error or t.count < MIN_ERROR_LINES:
+            continue
+        if has_baseline:
+            excess = t.count - GROWTH_FACTOR * seen[t.text] * scale
+            w = math.log1p(excess) * (NEW_TEMPLATE_BONUS if seen[t.text] == 0 else 1.0) if excess > 0 else 0.0
+        else:
+            w = math.log1p(t.count) * flagged.get(tid, 0.0)
+        w *= onset.get(tid, 1.0)
+        if w > 0:
+            out[tid] = w
+    return out
+
+
+class DependencySignal:
+    """Databases, DNS servers and third parties that grown error templates name."""
+
+    name = "dependencies"
+
+    def findings(self, evidence: Evidence) -> list[Finding]:
+        digest = evidence.digest
+        if digest is None or not digest.lines:
+            return []
+        known = {s for s in digest.services if s}
+        weight: dict[tuple[str, str], float] = defaultdict(float)
+        lines: dict[tuple[str, str], int] = defaultdict(int)
+        proofs: dict[tuple[str, str], list[tuple[float, str]]] = defaultdict(list)
+        dns_names: set[str] = set()
+        dns_weight, dns_lines, dns_proofs = 0.0, 0, []
+        for tid, w in template_weights(evidence).items():
+            t = digest.templates[tid]
+            text = " ".join([t.text, *t.samples[:3], *t.exception_types])
+            kinds = set(kinds_in(text))
+            if "dns_failure" in kinds:
+                queries = _DNS_QUERY.findall(text)
+                if queries and _DNS_SERVER_SIDE.search(text):
+                    dns_names |= {(q[0] or q[2]).lower() for q in queries}
+                    dns_weight += w
+                    dns_lines += t.count
+                    dns_proofs.append((w, _proof(t)))
+                continue  # the names in a DNS failure are what was looked up
+            blamed: list[tuple[str, str]] = []
+            for host in database_hosts(text, kinds):
+                kind = next((k for k in ("db_connection_exhaustion", "database_error") if k in kinds), "database_error")
+                blamed.append((workload_of(host, known), kind))
+            if not blamed:
+                blamed = [(p, "external_dependency") for p in external_provider(text)]
+            for key in blamed:
+                if key[0] in t.services and len(t.services) == 1:
+                    continue  # a service naming itself is not a dependency
+                weight[key] += w / len(blamed)
+                lines[key] += t.count
+                proofs[key].append((w, _proof(t)))
+
+        out = []
+        for (service, kind), w in weight.items():
+            if lines[(service, kind)] < MIN_NAMING_LINES:
+                continue
+            best = [p for _, p in sorted(proofs[(service, kind)], key=lambda x: -x[0])[:3]]
+            out.append(self._finding(service, kind, w, f"named by {lines[(service, kind)]} error lines: " + "; ".join(best)))
+        servers = dns_servers(digest) if len(dns_names) >= MIN_DNS_NAMES and dns_lines >= MIN_NAMING_LINES else set()
+        for server in servers:
+            best = [p for _, p in sorted(dns_proofs, key=lambda x: -x[0])[:3]]
+            out.append(self._finding(server, "dns_failure", dns_weight / len(servers),
+                                     f"lookups of {len(dns_names)} names failed at the resolver ({dns_lines} lines): " + "; ".join(best)))
+        return sorted(out, key=lambda f: -f.strength)
+
+    def _finding(self, service: str, kind: str, weight: float, evidence: str) -> Finding:
+        return Finding(service=service, signal=self.name, fault_type=kind, category=KINDS_BY_NAME[kind].category,
+                       strength=round(saturate(weight, DEPENDENCY_SCALE), 4), evidence=evidence)
+
+
+def _proof(t: TemplateStats) -> str:
+    sample = t.samples[0] if t.samples else t.text
+    sample = sample if len(sample) <= 200 else sample[:197] + "..."
+    return f'"{sample}" x{t.count}'
