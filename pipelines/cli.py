@@ -518,7 +518,7 @@ def eval_nezha(
         alert = r["alert"]
         table.add_row(r["case"], r["truth_service"], r["fault_type"], f"{alert['alert']} +{alert['after_injection_seconds']:g}s",
                       "\n".join(s or "-" for s in r["predicted"]), str(r["rank"] or "-"),
-                      ("✓ " if r["category_ok"] else "✗ ") + r["category"], f"{r['seconds']:.1f}")
+                      {True: "✓ ", False: "✗ ", None: "? "}[r["category_ok"]] + r["category"], f"{r['seconds']:.1f}")
     out.print(table)
     summary = Table("fault type", "cases", "AS@1", "AS@3", "category", "fault type")
     for kind, figures in [*scored["by_fault_type"].items(), ("all", scored)]:

@@ -82,3 +82,7 @@ class ContextWindow:
     @property
     def end_time(self) -> datetime:
         return datetime.fromtimestamp(self.end, tz=timezone.utc)
+
+    @property
+    def moment_time(self) -> datetime:
+        return datetime.fromtimestamp(self.moment, tz=timezone.utc)
