@@ -1,5 +1,10 @@
 """Line intake: raw lines (plain text, JSON lines, docker ``{"log": ...}``, logfmt) to records.
 
+Transport prefixes and envelopes of exported logs (Loki, stern, kubectl, docker compose, CRI,
+journald, syslog, Kubernetes events) are read and stripped first (``anomaly.formats``): they
+give the line's service, pod, container and host; a pod's name gives its workload
+(``anomaly.pods``).
+
 The work runs as vectorized polars kernels over a batch of lines, so the same code
 serves a handful of lines from an API request and millions in the benchmark.
 Bad lines never raise: oversized lines are truncated, undecodable bytes are replaced,
@@ -14,6 +19,8 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from anomaly.formats import klog_level, on_rows, spring_app, strip_transport, with_syslog_year
+from anomaly.pods import is_pod_name, workload_expr
 from anomaly.records import LogRecord
 
 _LEVEL_ALIASES = {
@@ -22,12 +29,20 @@ _LEVEL_ALIASES = {
     "WARN": "WARN", "WARNING": "WARN", "W": "WARN",
     "INFO": "INFO", "NOTICE": "INFO", "INFORMATION": "INFO", "I": "INFO",
     "DEBUG": "DEBUG", "D": "DEBUG", "FINE": "DEBUG", "TRACE": "TRACE", "FINER": "TRACE", "FINEST": "TRACE",
+    # pino / bunyan numeric levels
+    "10": "TRACE", "20": "DEBUG", "30": "INFO", "40": "WARN", "50": "ERROR", "60": "FATAL",
 }
 _LEVEL_WORD = r"(?i)(?:^|[\s\[|<(])(FATAL|CRITICAL|CRIT|PANIC|SEVERE|ERROR|ERR|WARNING|WARN|NOTICE|INFO|DEBUG|TRACE)(?:$|[\s\]|>):])"
 _CONTINUATION = (
-    r"^(?:\s+\S|Caused by:|Traceback \(most recent call last\)|\s*\.\.\. \d+ (?:more|common frames omitted))"
+    r"^(?:\s+\S|Caused by:|Traceback \(most recent call last\)|\s*\.\.\. \d+ (?:more|common frames omitted)"
+    r"|During handling of the above exception|The above exception was the direct cause"  # Python chained exceptions
+    r"|goroutine \d+ \[|created by |\[signal )"  # Go panics
 )
-_EXCEPTION_LINE = r"^(?:[a-zA-Z_][\w$]*\.)*[A-Z][\w$]*(?:Error|Exception|Throwable|Fault)\b(?::|$)"
+#: an exception line (Java, Python) or a Go frame's function line: part of the trace next to it
+_EXCEPTION_LINE = (
+    r"^(?:(?:[a-zA-Z_][\w$]*\.)*[A-Z][\w$]*(?:Error|Exception|Throwable|Fault|Timeout|Interrupt)\b(?::|$)"
+    r"|(?:[a-zA-Z_][\w$]*\.)+[A-Z][\w$]*: |[\w./*()-]+\(.*\)$)"
+)
 _BINARY = r"[\x00-\x08\x0e-\x1f\x7f]"
 
 #: JSON keys read per field, anywhere in the object (nested keys such as
@@ -39,6 +54,8 @@ _JSON_KEYS = {
     "time": ("time", "timestamp", "@timestamp", "ts", "datetime", "date"),
     "service": ("service", "service.name", "app", "application", "container_name"),
     "pod": ("pod", "pod_name", "hostname", "host"),
+    # the weakest hint: a logger's name (pino's ``name`` is the service; ``cart.api`` names ``cart``)
+    "logger": ("logger", "name", "logger_name"),
     # the cause of a structured error line is usually in a field of its own, not in the message
     "error": ("error", "err", "exception", "exc_info", "stack_trace", "stacktrace"),
 }
@@ -110,32 +127,7 @@ def _json_field(keys: tuple[str, ...], *, numbers: bool = False, unescape: bool 
     return value
 
 
-def _on_rows(df: pl.DataFrame, where: pl.Expr, fn) -> pl.DataFrame:
-    """Apply ``fn`` to the rows matching ``where`` only (expensive regexes run on few rows).
-
-    The changed values are scattered back into the full columns, which keeps row
-    order without a sort and copies each column once.
-    """
-    hit = df.select(where.fill_null(False)).to_series()
-    n = int(hit.sum())
-    if n == 0:
-        return df
-    if n == df.height:
-        return fn(df)
-    idx = hit.arg_true()
-    sub = fn(df.filter(hit))
-    columns = []
-    for name in sub.columns:
-        if name == "row":
-            continue
-        values = sub.get_column(name)
-        if name in df.columns:
-            base = df.get_column(name).clone()
-            values = values.cast(base.dtype, strict=False)
-        else:
-            base = pl.Series(name, [None], dtype=values.dtype).extend_constant(None, df.height - 1)
-        columns.append(base.scatter(idx, values))
-    return df.with_columns(columns)
+_on_rows = on_rows
 
 
 _NESTED = ("kubernetes", "resource", "fields")
@@ -166,6 +158,7 @@ def _json_decoded(df: pl.DataFrame) -> pl.DataFrame | None:
         first(_JSON_KEYS["service"], ("container_name", "container", "service")).alias("j_service"),
         first(_JSON_KEYS["pod"], ("pod_name", "pod")).alias("j_pod"),
         first(_JSON_KEYS["error"]).alias("j_error"),
+        first(_JSON_KEYS["logger"]).alias("j_logger"),
     )
     return pl.concat([df, fields], how="horizontal")
 
@@ -182,6 +175,7 @@ def _parse_json_rows(df: pl.DataFrame) -> pl.DataFrame:
             _json_field(_JSON_KEYS["service"]).alias("j_service"),
             _json_field(_JSON_KEYS["pod"]).alias("j_pod"),
             _json_field(_JSON_KEYS["error"], unescape=True).alias("j_error"),
+            _json_field(_JSON_KEYS["logger"]).alias("j_logger"),
         )
     return js.with_columns(
         # docker wrapper: the inner text is parsed again as a line of its own
@@ -194,7 +188,8 @@ def _parse_json_rows(df: pl.DataFrame) -> pl.DataFrame:
         pl.coalesce("time", "j_time").alias("time"),
         pl.coalesce("service", "j_service").alias("service"),
         pl.coalesce("pod", "j_pod").alias("pod"),
-    ).drop("j_log", "j_msg", "j_level", "j_time", "j_service", "j_pod", "j_error")
+        pl.coalesce("_logger", "j_logger").alias("_logger"),
+    ).drop("j_log", "j_msg", "j_level", "j_time", "j_service", "j_pod", "j_error", "j_logger")
 
 
 def _with_error(message: pl.Expr, error: pl.Expr) -> pl.Expr:
@@ -281,7 +276,7 @@ def _with_timestamp(df: pl.DataFrame, source: str) -> pl.DataFrame:
 def parse_frame(
     lines: Iterable[str | bytes], *, service: str | None = None, max_line_bytes: int = 65_536
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Vectorized intake: a frame of ``message, timestamp, level, service, pod, span`` and drop counts."""
+    """Vectorized intake: a frame of ``message, timestamp, level, service, pod, container, host, span`` and drop counts."""
     dropped: dict[str, int] = {}
     df = _to_series(lines, max_line_bytes, dropped).to_frame().with_row_index("row")
     t = pl.col("text")
@@ -308,44 +303,99 @@ def parse_frame(
             df = df.filter(~binary)
     null = pl.lit(None, dtype=pl.String)
     df = df.with_columns(
-        level=null, time=null, service=null, pod=null, structured=pl.lit(False), wrapped=pl.lit(False),
+        level=null, time=null, service=null, pod=null, container=null, host=null, _logger=null, _src=null,
+        structured=pl.lit(False), wrapped=pl.lit(False), _partial=pl.lit(False),
         span=t.str.extract(SPAN_ID_PATTERN, 1).str.to_lowercase(),
     )
+    df = strip_transport(df)
     is_json = t.str.starts_with("{") & t.str.ends_with("}")
+    df = _on_rows(df, is_json & t.str.contains('"log"', literal=True) & t.str.contains('"stream"', literal=True), _docker_source)
     df = _on_rows(df, is_json, _parse_json_rows)
     df = _on_rows(df, pl.col("wrapped") & is_json, _parse_json_rows)  # JSON inside a docker wrapper
     is_logfmt = ~pl.col("structured") & t.str.contains(r"^\s*[\w.@-]+=") & t.str.contains(r"(?:^|\s)(?:msg|message)=")
     df = _on_rows(df, is_logfmt, _parse_logfmt_rows)
     df = _on_rows(df, ~pl.col("structured"), _parse_plain_rows)
     df = _join_continuations(df)  # from here on, one row per record
+    df = spring_app(klog_level(df))
     df = _on_rows(
         df, pl.col("level").is_null(),
         lambda d: d.with_columns(t.str.slice(0, 120).str.extract(_LEVEL_WORD, 1).alias("level")),
     )
-    df = _with_timestamp(df, "time").with_columns(
+    df = with_syslog_year(_with_timestamp(df, "time")).with_columns(
         _normalize_level(pl.col("level")).alias("level"),
-        pl.coalesce("service", pl.lit(service, dtype=pl.String)).alias("service"),
+        _service(pl.lit(service, dtype=pl.String)).alias("service"),
     )
-    return df.select(pl.col("text").alias("message"), "timestamp", "level", "service", "pod", "span"), dropped
+    return df.select(pl.col("text").alias("message"), "timestamp", "level", "service", "pod", "container", "host", "span"), dropped
+
+
+#: first segments of a logger name that name an organisation, not a service (``com.shop.Orders``)
+_ORG_SEGMENTS = r"^(?:com|org|net|io|de|ch|uk|fr|nl|java|javax|jdk|sun|root|main|__main__|app|uvicorn|gunicorn|django|celery)$"
+
+
+def _service(default: pl.Expr) -> pl.Expr:
+    """The line's service: what the wrapper or line says, else the pod's workload, the container, the logger."""
+    pod = pl.col("pod")
+    logger = pl.col("_logger").str.extract(r"^([\w-]+)", 1)
+    return pl.coalesce(
+        "service",
+        pl.when(is_pod_name(pod)).then(workload_expr(pod)),
+        "container",
+        pl.when(~logger.str.contains(_ORG_SEGMENTS)).then(logger),
+        default,
+    )
+
+
+def _docker_source(df: pl.DataFrame) -> pl.DataFrame:
+    """docker json-file: the compose service (``attrs``) and the stream a wrapped line came from."""
+    t = pl.col("text")
+    compose = t.str.extract(r'"com\.docker\.compose\.service"\s*:\s*"([^"]*)"', 1)
+    stream = t.str.extract(r'"stream"\s*:\s*"(\w+)"', 1)
+    return df.with_columns(
+        pl.coalesce("service", compose).alias("service"),
+        pl.coalesce("_src", pl.concat_str([compose, stream], separator="/", ignore_nulls=True)).alias("_src"),
+    )
 
 
 def _join_continuations(df: pl.DataFrame) -> pl.DataFrame:
-    """Join stack-trace lines (indented ``at``, ``Caused by:``, the exception line after them)."""
+    """Join CRI partial lines, then stack-trace lines (indented ``at``, ``Caused by:``, the exception line).
+
+    Lines are joined within the stream they came from (``_src``: a pod's container, a compose
+    service, a Loki label set), so a trace whose lines came interleaved with other pods' lines
+    (stern, docker JSON per line) is still one record. A line without a prefix belongs to the
+    stream of the line before it.
+    """
+    keyed = df.get_column("_src").null_count() < df.height
+    if keyed:
+        df = df.with_columns(pl.col("_src").forward_fill().fill_null("").alias("_stream"))
+
+    def over(e: pl.Expr) -> pl.Expr:
+        return e.over("_stream") if keyed else e
+
+    if df.get_column("_partial").any():
+        df = _merge(df, over(pl.col("_partial").shift(1)).fill_null(False), "", keyed)
     t = pl.col("text")
     cont = t.str.contains(_CONTINUATION)
     # an exception line belongs to the trace around it (frames after it, or before it)
-    exc_after = t.str.contains(_EXCEPTION_LINE) & (cont.shift(1).fill_null(False) | cont.shift(-1).fill_null(False))
-    is_cont = (cont | exc_after) & (pl.int_range(pl.len()) > 0)
+    exc_after = t.str.contains(_EXCEPTION_LINE) & (over(cont.shift(1)).fill_null(False) | over(cont.shift(-1)).fill_null(False))
+    is_cont = (cont | exc_after) & (over(pl.int_range(pl.len())) > 0)
+    df = _merge(df, is_cont, "\n", keyed)
+    return df.drop("_stream", "_partial", "_src", strict=False)
+
+
+def _merge(df: pl.DataFrame, is_cont: pl.Expr, separator: str, keyed: bool) -> pl.DataFrame:
+    """Rows flagged ``is_cont`` joined to the record before them (in their stream when ``keyed``)."""
     df = df.with_columns(is_cont.alias("_cont"))
     if not df.get_column("_cont").any():
         return df.drop("_cont")
-    df = df.with_columns((~pl.col("_cont")).cum_sum().alias("_record"))
-    joined_ids = df.filter(pl.col("_cont")).get_column("_record").unique()
-    in_trace = pl.col("_record").is_in(joined_ids.implode())
-    joined = df.filter(in_trace).group_by("_record").agg(
+    key = ["_stream", "_record"] if keyed else ["_record"]
+    record = (~pl.col("_cont")).cum_sum()
+    df = df.with_columns((record.over("_stream") if keyed else record).alias("_record"))
+    in_trace = pl.col("_cont").any().over(key)
+    t = pl.col("text")
+    joined = df.filter(in_trace).group_by(key).agg(
         pl.col("row").first(),
-        t.str.join("\n").alias("text"),
-        *(pl.col(c).first() for c in df.columns if c not in ("row", "text", "_record", "_cont")),
+        t.str.join(separator).alias("text"),
+        *(pl.col(c).first() for c in df.columns if c not in ("row", "text", "_cont", *key)),
     )
     return (
         pl.concat([df.filter(~in_trace).drop("_record", "_cont"), joined.drop("_record")], how="diagonal_relaxed")
@@ -359,7 +409,7 @@ def parse_lines(
     """Parse raw lines into records; never raises on bad lines (see module doc)."""
     df, dropped = parse_frame(lines, service=service, max_line_bytes=max_line_bytes)
     records = [
-        LogRecord(message=m, timestamp=ts, level=lv, service=sv, pod=pd, span_id=sp)
-        for m, ts, lv, sv, pd, sp in zip(*(df.get_column(c).to_list() for c in df.columns))
+        LogRecord(message=m, timestamp=ts, level=lv, service=sv, pod=pd, container=ct, host=hs, span_id=sp)
+        for m, ts, lv, sv, pd, ct, hs, sp in zip(*(df.get_column(c).to_list() for c in df.columns))
     ]
     return Intake(records=records, dropped=dropped)

@@ -20,4 +20,6 @@ class LogRecord:
     level: str | None = None  # normalized upper-case: FATAL, ERROR, WARN, INFO, DEBUG, TRACE
     service: str | None = None
     pod: str | None = None
+    container: str | None = None  # the container in the pod, when the export names it (stern, kubectl, Loki)
+    host: str | None = None  # the node or machine, for node daemons (journald, syslog) and node events
     span_id: str | None = None  # the trace span the line was written in, when the shipper knows it
