@@ -42,6 +42,8 @@ ROUTING_KINDS = {
     "db_connection_exhaustion", "database_error", "dns_failure", "credential_stuffing", "security_event",
     "external_dependency", "memory_leak", "disk_full", "memory_pressure",
 }
+#: kinds of a node's resource running out (tried first when the logs route to several kinds)
+NODE_RESOURCE_KINDS = {"disk_full", "memory_pressure"}
 #: routing votes (summed strengths of log findings naming a kind) needed for the logs to route
 MIN_ROUTING_VOTES = 0.5
 MAX_EVIDENCE = 5
@@ -72,9 +74,11 @@ class EvidenceReasoner:
         scores = {service: _score(items) for service, items in by_service.items()}
         ranked = sorted(scores, key=lambda s: (-scores[s], s))
         owner = _routed_owner(by_service)
-        if owner is not None and ranked and ranked[0] != owner[0]:
-            ranked.remove(owner[0])
-            ranked.insert(0, owner[0])
+        if owner is not None:  # the clients' reports of a shared resource are evidence against its owner
+            service, _, votes = owner
+            scores[service] = max(scores[service] + votes, scores[ranked[0]])
+            ranked.remove(service)
+            ranked.insert(0, service)
         fault_types = {s: fault_type_of(by_service[s]) for s in ranked[:3]}
         if owner is not None:
             fault_types[owner[0]] = owner[1]
@@ -166,11 +170,11 @@ def _weakness(top: Hypothesis, score: float, items: list[Finding], has_baseline:
     return why
 
 
-def _routed_owner(by_service: dict[str, list[Finding]]) -> tuple[str, str] | None:
-    """The owner of the shared resource the logs as a whole route to, with that kind.
+def _routed_owner(by_service: dict[str, list[Finding]]) -> tuple[str, str, float] | None:
+    """The owner of the shared resource the logs as a whole route to, with that kind and the votes.
 
     Routing votes add the strength of the log findings whose evidence names a kind of shared
-    resource (``ROUTING_KINDS``); the owner is a service whose own finding (from any signal) has a
+    resource (``ROUTING_KINDS``); the owner is a service the dependencies signal names with a
     fault type of the routed category, the strongest such finding winning. None when the logs do
     not route or no candidate owns the resource: the category then follows the top hypothesis.
     """
@@ -183,19 +187,21 @@ def _routed_owner(by_service: dict[str, list[Finding]]) -> tuple[str, str] | Non
                         votes[kind] += f.strength
             elif f.signal == "dependencies" and f.fault_type in ROUTING_KINDS:
                 votes[f.fault_type] += f.strength
-    if not votes:
-        return None
-    routed = max(votes, key=lambda k: (votes[k], k))
-    if votes[routed] < MIN_ROUTING_VOTES:
-        return None
-    category = KINDS_BY_NAME[routed].category
-    best: tuple[float, str, str] | None = None
-    for service, items in by_service.items():
-        for f in items:
-            if f.signal == "dependencies" and KINDS_BY_NAME.get(f.fault_type) and KINDS_BY_NAME[f.fault_type].category == category:
-                if best is None or (f.strength, service) > best[:2]:
-                    best = (f.strength, service, f.fault_type)
-    return (best[1], best[2]) if best else None
+    routed = [k for k in votes if votes[k] >= MIN_ROUTING_VOTES]
+    # a node's exhausted disk or memory is under everything on the node (the database that cannot
+    # write, the clients that time out): it is tried first, then the kinds by their votes
+    for kind_name in sorted(routed, key=lambda k: (k not in NODE_RESOURCE_KINDS, -votes[k], k)):
+        category = KINDS_BY_NAME[kind_name].category
+        best: tuple[float, str, str] | None = None
+        for service, items in by_service.items():
+            for f in items:
+                kind = KINDS_BY_NAME.get(f.fault_type)
+                if f.signal == "dependencies" and kind is not None and kind.category == category:
+                    if best is None or (f.strength, service) > best[:2]:
+                        best = (f.strength, service, f.fault_type)
+        if best is not None:
+            return best[1], best[2], votes[kind_name]
+    return None
 
 
 def _hypothesis(service: str, fault_type: str, confidence: float, items: list[Finding]) -> Hypothesis:

@@ -39,6 +39,8 @@ _PACKAGE_PREFIXES = ("com.", "org.", "net.", "io.", "java.", "javax.", "jdk.", "
 DEPENDENCY_SCALE = 4.0
 #: a dependency named by one template line only is an anecdote
 MIN_NAMING_LINES = 3
+#: weight kept by an eviction line the baseline has too (a node that is always under pressure)
+STEADY = 0.2
 #: DNS failures must name this many distinct looked-up names to blame the resolver, not the name
 MIN_DNS_NAMES = 2
 
@@ -56,6 +58,10 @@ _DNS_SERVER_SIDE = re.compile(
     r"server misbehaving|SERVFAIL|i/o timeout|connection refused|no servers could be reached|EAI_AGAIN|Temporary failure in name resolution",
     re.IGNORECASE)
 _DATABASE_KINDS = {"db_connection_exhaustion", "database_error"}
+#: kubelet's eviction manager and its events (resource under pressure, pods ranked / the container over its request)
+_EVICTED_FOR = re.compile(r"resourceName=\"?([\w.-]+)|low on resource: ([\w.-]+)|signal=\"?((?:nodefs|imagefs|memory)\.available)")
+_RANKED_FIRST = re.compile(r"pods ranked for eviction\"?\s+pods=\[\"?([\w./-]+)")
+_USED_ABOVE_REQUEST = re.compile(r"Container ([\w.-]+) was using \S+?,? (?:which exceeds its request|request is)")
 _NETWORK_KINDS = {"network_error", "network_delay"}
 
 
@@ -155,6 +161,73 @@ def template_weights(evidence: Evidence) -> dict[str, float]:
     return out
 
 
+def _growth(evidence: Evidence, seen: dict[str, int], scale: float, onset: dict[str, float], tid: str, t: TemplateStats) -> float:
+    """log1p of a template's excess over the baseline (the count without one), times its onset factor."""
+    if seen:
+        excess = t.count - GROWTH_FACTOR * seen.get(t.text, 0) * scale
+        return math.log1p(max(excess, 0.0)) * onset.get(tid, 1.0)
+    return math.log1p(t.count) * onset.get(tid, 1.0)
+
+
+def resource_owners(evidence: Evidence) -> list[tuple[tuple[str, str], float, int, str]]:
+    """Services whose own lines, at any level, report a shared resource's failure from the inside.
+
+    A database logs lock waits and refused clients at LOG or FATAL level; the cluster's kubelet
+    ranks the pods it evicts, the one using most above its request first (the node's disk or memory
+    went to it), and its events say which container used what. Returns ((service, kind), weight,
+    lines, proof) for each.
+    """
+    digest = evidence.digest
+    baseline = evidence.baseline_digest
+    seen: dict[str, int] = defaultdict(int)
+    if baseline is not None and baseline.lines:
+        for t in baseline.templates.values():
+            seen[t.text] += t.count
+    scale = digest.lines / baseline.lines if baseline is not None and baseline.lines else 1.0
+    onset = onset_factors(digest, evidence.alert.timestamp.timestamp())
+    known = {s for s in digest.services if s}
+    out = []
+    pressure = None  # the resource kubelet reclaims, from any of its eviction lines
+    for t in digest.templates.values():
+        m = _EVICTED_FOR.search(" ".join([t.text, *t.samples[:1]]))
+        if m:
+            resource = next(g for g in m.groups() if g)
+            pressure = "memory_pressure" if "memory" in resource.lower() else "disk_full"
+            if pressure == "memory_pressure":
+                break
+    for tid, t in digest.templates.items():
+        text = " ".join([t.text, *t.samples[:2]])
+        first = _RANKED_FIRST.search(text) or _USED_ABOVE_REQUEST.search(text)
+        if first and pressure:
+            # an eviction is a rare event that precedes the alert: compared with the baseline only
+            w = math.log1p(t.count) * NEW_TEMPLATE_BONUS * (STEADY if seen.get(t.text) else 1.0)
+            out.append(((workload_of_pod(first.group(1), known), pressure), w, t.count, _proof(t)))
+        if t.count < MIN_ERROR_LINES:
+            continue
+        for name in kinds_in(text):
+            kind = KINDS_BY_NAME[name]
+            owners = [s for s in t.services if s] if name in _DATABASE_KINDS and not kind.is_client_report(text) else []
+            for service in owners:
+                w = _growth(evidence, seen, scale, onset, tid, t) * t.services[service] / t.count
+                if w > 0:
+                    out.append(((service, name), w, t.services[service], _proof(t)))
+    return out
+
+
+def workload_of_pod(pod: str, known: set[str]) -> str:
+    """A pod's workload: a known service it starts with, else the name without its generated suffixes.
+
+    ``batch/report-builder-28796234-5nj8q`` -> ``report-builder``; ``billing-db-0`` -> ``billing-db``.
+    """
+    pod = pod.rsplit("/", 1)[-1].lower()
+    for service in sorted(known, key=len, reverse=True):
+        if pod == service or pod.startswith(service + "-"):
+            return service
+    name = re.sub(r"-[a-z0-9]{5}$", "", pod)  # the pod's random suffix
+    name = re.sub(r"-(?=[a-z0-9]*\d)[a-z0-9]{6,10}$", "", name)  # a ReplicaSet hash or a CronJob's schedule time
+    return re.sub(r"-\d+$", "", name)  # a StatefulSet ordinal
+
+
 class DependencySignal:
     """Databases, DNS servers and third parties that grown error templates name."""
 
@@ -194,6 +267,11 @@ class DependencySignal:
                 weight[key] += w / len(blamed)
                 lines[key] += t.count
                 proofs[key].append((w, _proof(t)))
+
+        for (service, kind), w, n, proof in resource_owners(evidence):
+            weight[(service, kind)] += w
+            lines[(service, kind)] += n
+            proofs[(service, kind)].append((w, proof))
 
         out = []
         for (service, kind), w in weight.items():

@@ -53,7 +53,9 @@ FAULT_KINDS: list[FaultKind] = [
           r"deadlock", r"lock wait timeout", r"SQLException", r"relation .* does not exist", r"replication lag",
           r"could not serialize access", r"database .* (is|was) (down|unavailable)",
           # PostgreSQL's log_lock_waits and lock_timeout, MySQL's InnoDB lock wait
-          r"still waiting for \w*Lock", r"canceling statement due to lock timeout"),
+          r"still waiting for \w*Lock", r"canceling statement due to lock timeout",
+          client_words=(r"SQLState", r"SQL Error", r"JDBC", r"hibernate", r"sqlalchemy", r"ActiveRecord", r"psycopg",
+                        r"pgx", r"driver", *_APPLICATION_VIEW)),
     _kind("dns_failure", Category.network, "DNS resolution failures",
           r"UnknownHost", r"no such host", r"name resolution", r"ENOTFOUND", r"EAI_AGAIN", r"NXDOMAIN", r"SERVFAIL",
           r"lookup \S+ on \S+:53", r"plugin/errors", blames_named=False,
