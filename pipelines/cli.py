@@ -530,5 +530,41 @@ def eval_nezha(
               f"AS@5: {scored['as_at_5_note']}; p50 {scored['p50_seconds']}s, p95 {scored['p95_seconds']}s per case")
 
 
+@eval_app.command("fault-free")
+def eval_fault_free(
+    path: Annotated[Path | None, typer.Argument(help="a Nezha dataset whose construct_data minutes give fault-free windows")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    simulator: Annotated[bool, typer.Option(help="also the simulator's scenarios with their fault switched off")] = True,
+) -> None:
+    """Replay windows with no fault through the Serve pipeline: the share where a root cause is
+    named with confidence >= 0.5 (target <= 5%), with a 95% interval."""
+    from pipelines.evaluation.fault_free import nezha_windows, score_fault_free, simulator_windows
+    from pipelines.evaluation.intervals import describe
+    from pipelines.evaluation.nezha import NezhaDatasetError
+
+    settings = _eval_settings()
+    window = (settings.context_window_seconds, settings.context_wait_seconds)
+    try:
+        windows = nezha_windows(_dataset(path), *window) if path is not None else []
+    except (FileNotFoundError, NezhaDatasetError) as exc:
+        raise CliError(str(exc)) from exc
+    windows += simulator_windows(before_seconds=window[0], after_seconds=window[1]) if simulator else []
+    if not windows:
+        raise CliError("no fault-free windows: give a Nezha dataset or keep --simulator")
+    replayed = _replay([(w.name, w.build) for w in windows], settings, "window", as_json)
+    scored = score_fault_free([(w, analysis, seconds) for w, (_, analysis, seconds) in zip(windows, replayed)])
+    if as_json:
+        print(json.dumps(scored))
+        return
+    table = Table("window", "source", "top hypothesis", "confidence", "category")
+    for r in scored["rows"]:
+        table.add_row(r["window"], r["source"], r["top_service"] or "-", f"{r['top_confidence'] or 0:.2f}" + (" ✗" if r["confident"] else ""),
+                      r["category"])
+    out.print(table)
+    for source, figures in scored["by_source"].items():
+        out.print(f"{source}: confident root cause in {describe(figures['confident_share'])}")
+    out.print(f"all: confident root cause in {describe(scored['confident_share'])}; target <= {scored['target_share']:.0%}")
+
+
 if __name__ == "__main__":
     main()

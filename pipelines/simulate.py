@@ -300,8 +300,12 @@ def _metrics(rng: random.Random, start: datetime, seconds: int, fault_from: floa
     return series
 
 
-def simulate(scenario: str, *, seed: int = 7, alert_time: datetime | None = None) -> SimulatedIncident:
-    """Generate one incident of the named scenario; same seed, same incident."""
+def simulate(scenario: str, *, seed: int = 7, alert_time: datetime | None = None, fault: bool = True) -> SimulatedIncident:
+    """Generate one incident of the named scenario; same seed, same incident.
+
+    ``fault=False`` switches the fault off: the same traffic and the same alert (a false alarm),
+    no fault lines and no metric effect, for the fault-free replays.
+    """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
     spec = SCENARIOS[scenario]
@@ -313,9 +317,10 @@ def simulate(scenario: str, *, seed: int = 7, alert_time: datetime | None = None
 
     writer = _Writer(rng)
     _normal_traffic(writer, window_start, seconds)
-    spec.inject(writer, fault_start, int((window_start + WINDOW - fault_start).total_seconds()))
+    if fault:
+        spec.inject(writer, fault_start, int((window_start + WINDOW - fault_start).total_seconds()))
     logs = _time_ordered(writer.logs)
-    metrics = _metrics(rng, window_start, seconds, fault_start.timestamp(), spec.metric_effect)
+    metrics = _metrics(rng, window_start, seconds, fault_start.timestamp() if fault else None, spec.metric_effect)
 
     base = _Writer(rng)
     baseline_start = window_start - WINDOW

@@ -221,13 +221,17 @@ def _split_level(text: str) -> tuple[str | None, str]:
     return {"WARNING": "WARN", "SEVERE": "ERROR", "CRITICAL": "FATAL"}.get(level, level), match.group(2)
 
 
-_FRAME_CACHE: dict[tuple[Path, tuple[str, ...]], tuple[pd.DataFrame, int]] = {}
+_FRAME_CACHE: dict[tuple[Path, int, int, tuple[str, ...]], tuple[pd.DataFrame, int]] = {}
 _FRAME_LOCK = threading.Lock()
 
 
 def _cached_frame(path: Path, columns: tuple[str, ...], notes: ReadNotes) -> pd.DataFrame:
     """A minute file read once per run (cases share neighbouring minutes); its skipped rows noted each time."""
-    key = (path.resolve(), columns)
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise NezhaDatasetError(f"{path}: cannot read it ({exc})") from exc
+    key = (path.resolve(), stat.st_mtime_ns, stat.st_size, columns)
     with _FRAME_LOCK:
         hit = _FRAME_CACHE.get(key)
     if hit is None:
@@ -395,6 +399,9 @@ class _MetricDay:
                 ordered = [(t, sum(v) / len(v)) for t, v in sorted(points.items())]
                 result.append(MetricSeries(service=service, name=name, points=ordered))
         return result
+
+    def all_times(self) -> list[float]:
+        return sorted({t for pod in self.pods for t in pod.times if math.isfinite(t)})
 
     def signals(self, kind: str, entry: str | None) -> dict[str, list[tuple[float, float]]]:
         """The front end's ``error_ratio`` or ``latency_p95_seconds`` samples: the front-end file and the entry service's pods."""
@@ -644,12 +651,16 @@ class NezhaCase:
         return self._contexts[key]
 
 
-def replay_context(day_dir: Path, baseline_dir: Path | None, window: ContextWindow, rule: AlertRule) -> IncidentContext:
+def replay_context(
+    day_dir: Path, baseline_dir: Path | None, window: ContextWindow, rule: AlertRule, metrics_shift: float = 0.0
+) -> IncidentContext:
     """What production would hand the analyzer for an alert of ``rule`` with this window.
 
     Knows nothing of any fault: the logs and spans stamped inside the window (from every minute
     file on disk that may hold some), metrics up to the window's end, and as the baseline the
     fault-free ``construct_data`` minute plus the metric history before the window.
+    ``metrics_shift`` (fault-free replays only) reads the metrics that many seconds earlier and
+    moves them onto the window, so a window's metrics can come from a time away from every fault.
     """
     notes = ReadNotes()
     degraded: list[str] = []
@@ -661,8 +672,9 @@ def replay_context(day_dir: Path, baseline_dir: Path | None, window: ContextWind
             degraded.append(f"no {kind} inside the context window")
     day = _metric_day(day_dir / "metric")
     notes.merge(day.notes)
-    metrics = day.series(window.start, window.end)
-    history = day.series(*window.history(60.0 * BASELINE_MINUTES))
+    past = ContextWindow(window.moment - metrics_shift, window.before_seconds, window.after_seconds)
+    metrics = _shifted(day.series(past.start, past.end), metrics_shift)
+    history = _shifted(day.series(*past.history(60.0 * BASELINE_MINUTES)), metrics_shift)
     if _points(history) < MIN_BASELINE_POINTS:
         degraded.append(f"metric history before the window is short ({_points(history)} points per series)")
     base_logs = read_logs(_csv_files(baseline_dir / "log", "*_log") if baseline_dir else [], notes)
@@ -683,6 +695,12 @@ def replay_context(day_dir: Path, baseline_dir: Path | None, window: ContextWind
         baseline=Telemetry(logs=base_logs, metrics=history, spans=base_spans),
         degraded_reasons=[*degraded, *notes.reasons()],
     )
+
+
+def _shifted(series: list[MetricSeries], seconds: float) -> list[MetricSeries]:
+    if not seconds:
+        return series
+    return [MetricSeries(service=s.service, name=s.name, points=[(t + seconds, v) for t, v in s.points]) for s in series]
 
 
 def _minute_files(folder: Path, kind: str, start: float, end: float) -> list[Path]:
