@@ -45,7 +45,7 @@ ROUTING_KINDS = {
 #: kinds of a node's resource running out (tried first when the logs route to several kinds)
 NODE_RESOURCE_KINDS = {"disk_full", "memory_pressure"}
 #: routing votes (summed strengths of log findings naming a kind) needed for the logs to route
-MIN_ROUTING_VOTES = 0.5
+MIN_ROUTING_VOTES = 0.2
 MAX_EVIDENCE = 5
 #: score (sum over signals of each one's strongest finding) at which the evidence level is 0.63
 EVIDENCE_SCALE = 0.6

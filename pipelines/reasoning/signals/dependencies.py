@@ -79,16 +79,12 @@ def is_external_host(host: str) -> bool:
 
 
 def workload_of(host: str, known: set[str]) -> str:
-    """The name a cluster-internal host gives its workload: its first label, mapped onto a known service.
+    """The name a cluster-internal host gives its workload: its first label without a StatefulSet ordinal.
 
-    ``orders-db.prod.svc.cluster.local`` -> ``orders-db``; ``orders-db-0.orders-db`` -> ``orders-db``
-    when the logs know a service ``orders-db``.
+    ``orders-db.prod.svc.cluster.local`` -> ``orders-db``; ``orders-db-0.orders-db`` -> ``orders-db``.
     """
     first = host.lower().split(".", 1)[0]
-    for service in sorted(known, key=len, reverse=True):
-        if first == service or first.startswith(service + "-"):
-            return service
-    return first
+    return first if first in known else re.sub(r"-\d+$", "", first)
 
 
 #: URLs that are not what the logger called: a referer after an access log's request and status,
@@ -215,14 +211,13 @@ def resource_owners(evidence: Evidence) -> list[tuple[tuple[str, str], float, in
 
 
 def workload_of_pod(pod: str, known: set[str]) -> str:
-    """A pod's workload: a known service it starts with, else the name without its generated suffixes.
+    """A pod's workload: the pod name without its generated suffixes (a known service as it is).
 
     ``batch/report-builder-28796234-5nj8q`` -> ``report-builder``; ``billing-db-0`` -> ``billing-db``.
     """
     pod = pod.rsplit("/", 1)[-1].lower()
-    for service in sorted(known, key=len, reverse=True):
-        if pod == service or pod.startswith(service + "-"):
-            return service
+    if pod in known:
+        return pod
     name = re.sub(r"-[a-z0-9]{5}$", "", pod)  # the pod's random suffix
     name = re.sub(r"-(?=[a-z0-9]*\d)[a-z0-9]{6,10}$", "", name)  # a ReplicaSet hash or a CronJob's schedule time
     return re.sub(r"-\d+$", "", name)  # a StatefulSet ordinal
