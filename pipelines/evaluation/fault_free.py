@@ -141,6 +141,7 @@ def score_fault_free(results: list[tuple[FaultFreeWindow, Analysis, float]]) -> 
             "source": window.source,
             "top_service": top.service if top else None,
             "top_confidence": round(top.confidence, 3) if top else None,
+            "top_cause": top.cause[:200] if top else None,
             "confident": bool(top and top.confidence >= CONFIDENT),
             "category": analysis.classification.category.value,
             "degraded_reasons": list(analysis.degraded_reasons),
