@@ -8,11 +8,9 @@ reasoner changes: the test asserts that it is measured, with counts and an inter
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
+
+from tests.support.cli_json import run_cli_json
 
 pytestmark = pytest.mark.eval
 
@@ -22,12 +20,7 @@ def fault_free_result(datasets_dir):
     root = datasets_dir / "nezha-trainticket"
     if not (root / "construct_data").is_dir():
         pytest.skip(f"{root}: Nezha Train-Ticket data absent (see ../shared/datasets/README.md)")
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "eval", "fault-free", str(root), "--json"],
-        capture_output=True, text=True, timeout=1800,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_cli_json("eval", "fault-free", str(root), "--json")
 
 
 def test_share_is_reported_with_counts_and_interval(fault_free_result):

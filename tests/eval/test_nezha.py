@@ -9,11 +9,9 @@ Skips when the shared dataset is absent. Timings are reported but never asserted
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
+
+from tests.support.cli_json import run_cli_json
 
 pytestmark = pytest.mark.eval
 
@@ -25,12 +23,7 @@ def nezha_result(datasets_dir):
     root = datasets_dir / "nezha-trainticket"
     if not (root / "rca_data").is_dir():
         pytest.skip(f"{root}: Nezha Train-Ticket data absent (see ../shared/datasets/README.md)")
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "eval", "nezha", "--alert-delay", "120", str(root), "--json"],
-        capture_output=True, text=True, timeout=1800,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_cli_json("eval", "nezha", "--alert-delay", "120", str(root), "--json")
 
 
 def _is_share(figure: dict, total: int) -> None:
