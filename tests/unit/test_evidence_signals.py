@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 from anomaly import AnomalyReport, Digest, LogRecord
@@ -196,11 +197,19 @@ def test_an_operation_that_stops_logging_after_the_alert_names_its_service() -> 
     assert verdict.hypotheses[0].fault_type == "code_exception"
 
 
-def test_no_pattern_shift_without_a_change_or_without_time_before_the_alert() -> None:
+def test_no_pattern_shift_without_a_change() -> None:
     spans, rows = _traced(T0 - 60, 60, broken_after=None)
     assert LogPatternSignal().findings(_evidence(_digest(rows), _digest(_normal(T0 - 600)), spans=spans)) == []
-    after_only, rows_after = _traced(T0 + 1, 30, broken_after=T0 + 20)
-    assert LogPatternSignal().findings(_evidence(_digest(rows_after), _digest(_normal(T0 - 600)), spans=after_only)) == []
+
+
+def test_a_change_is_located_in_the_data_not_at_the_alert() -> None:
+    """The alert fires two minutes after the line stopped: the change point is found where it is."""
+    spans, rows = _traced(T0 - 180, 90, broken_after=T0 - 120)
+    findings = LogPatternSignal().findings(_evidence(_digest(rows), _digest(_normal(T0 - 600)), spans=spans))
+    assert [f.service for f in findings] == ["routes"]
+    said = findings[0].evidence.split(" from ")[1][:9]
+    expected = datetime.fromtimestamp(T0 - 120, tz=timezone.utc)
+    assert abs((datetime.strptime(said, "%H:%M:%SZ") - datetime.strptime(expected.strftime("%H:%M:%SZ"), "%H:%M:%SZ")).total_seconds()) <= 10
 
 
 def test_a_named_callee_that_keeps_serving_is_not_blamed_for_its_callers_complaint() -> None:
@@ -282,13 +291,14 @@ def test_a_line_gone_before_the_alert_fired_is_found_against_the_baseline() -> N
     assert EvidenceReasoner().decide(evidence).hypotheses[0].service == "routes"
 
 
-def test_a_fault_that_takes_a_while_to_set_in_is_found_in_the_later_half_after_the_alert() -> None:
-    """The line goes on for 40 s after the alert, then stops: diluted over all the time after, it
-    still shows in a third of the spans; in the later half it is gone."""
+def test_a_fault_that_sets_in_after_the_alert_is_found_at_its_own_change_point() -> None:
+    """The line goes on for 40 s after the alert, then stops: compared at the alert it is diluted,
+    at its own change point it is gone."""
     spans, rows = _traced(T0 - 60, 90, broken_after=T0 + 40)
     findings = LogPatternSignal().findings(_evidence(_digest(rows), _digest(_normal(T0 - 600)), spans=spans))
     assert [f.service for f in findings] == ["routes"]
-    assert "later half" in findings[0].evidence
+    wrote, of = (int(n) for n in re.search(r"(\d+) of (\d+) after", findings[0].evidence).groups())
+    assert wrote / of < 0.1
 
 
 def test_an_error_the_baseline_had_and_the_window_lacks_is_a_recovery_not_a_fault() -> None:

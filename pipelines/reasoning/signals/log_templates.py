@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from anomaly import Digest, TemplateStats
 from pipelines.reasoning.base import Evidence
+from pipelines.reasoning.onset import best_change
 from pipelines.reasoning.signals.base import Finding, saturate
 from pipelines.reasoning.signals.lexicon import KINDS_BY_NAME, kinds_in
 from pipelines.schemas import Category
@@ -75,48 +76,56 @@ def named_services(t: TemplateStats, known: set[str]) -> set[str]:
     return named
 
 
-def onset_factors(digest: Digest, alert_ts: float) -> dict[str, float]:
-    """Per template: how much its rate rose from the part of the window before the alert to after it.
+def onset_factors(digest: Digest) -> dict[str, float]:
+    """Per template: how much its rate rose at its own change point inside the window.
 
-    1.0 when there is nothing before the alert to compare with; ``STEADY_DISCOUNT`` for a
-    template as frequent before the alert as after it; up to 1.5 for one that only appears after.
+    The change point is found in the template's counts (``pipelines/reasoning/onset.py``), not
+    taken from the alert, which fires minutes after a fault began. 1.5 for a template that only
+    appears after its change; ``STEADY_DISCOUNT`` for one with no significant change, or one that
+    fell (it was there before whatever happened: an earlier fault still going on, or chronic
+    noise); up to 1.0 for one that rose. Empty when the window is too short to tell.
     """
     buckets = digest.bucket_counts()
-    width = digest.bucket_seconds
-    before_buckets = [b for b in buckets if b + width <= alert_ts]
-    after_buckets = [b for b in buckets if b + width > alert_ts]
-    if not before_buckets or not after_buckets:
+    if not buckets:
         return {}
-    before: dict[str, int] = defaultdict(int)
-    after: dict[str, int] = defaultdict(int)
+    width = digest.bucket_seconds
+    first = min(buckets)
+    size = int(round((max(buckets) - first) / width)) + 1
+    totals = [0.0] * size
+    series: dict[str, list[float]] = defaultdict(lambda: [0.0] * size)
     for b, counts in buckets.items():
-        target = before if b + width <= alert_ts else after
+        i = int(round((b - first) / width))
         for tid, n in counts.items():
-            target[tid] += n
-    span_before, span_after = len(before_buckets), len(after_buckets)
+            series[tid][i] += n
+            totals[i] += n
     out = {}
-    for tid in set(before) | set(after):
-        rate_before = before[tid] / span_before
-        rate_after = after[tid] / span_after
-        if rate_before == 0:
-            out[tid] = 1.5
-        elif rate_after <= 1.5 * rate_before:
+    for tid, counts in series.items():
+        change = best_change(counts, totals)
+        if change is None:
+            return {}
+        if not change.significant or change.rate_after <= GROWTH_FACTOR * change.rate_before:
             out[tid] = STEADY_DISCOUNT
+        elif change.rate_before == 0:
+            out[tid] = 1.5
         else:
-            out[tid] = min(1.0, 0.3 + (rate_after / rate_before - 1.5) * 0.2)
+            out[tid] = min(1.0, 0.3 + (change.rate_after / change.rate_before - 1.5) * 0.2)
     return out
 
 
 def serving_services(evidence: Evidence) -> set[str]:
-    """Services whose own spans show them answering requests after the alert began.
+    """Services whose own spans show them answering requests in the later half of the window.
 
     A caller's complaint that names such a service ("No instances available for X") is about
     the caller's view of it (discovery, client pool), not a fault of X: X keeps serving others.
+    The later half, not "after the alert": the alert may fire seconds before the window ends.
     """
-    alert_ts = evidence.alert.timestamp.timestamp()
+    if not evidence.spans:
+        return set()
+    times = [s.start for s in evidence.spans] + list(evidence.digest.bucket_counts() if evidence.digest else [])
+    middle = min(times) + (max(times) - min(times)) / 2
     served: dict[str, int] = defaultdict(int)
     for s in evidence.spans:
-        if s.start >= alert_ts:
+        if s.start >= middle:
             served[s.service] += 1
     return {service for service, n in served.items() if n >= MIN_SERVING_SPANS}
 
@@ -135,7 +144,7 @@ class LogTemplateSignal:
         scale = digest.lines / evidence.baseline_digest.lines if has_baseline else 1.0
         flagged = {i.template_id: i.score for i in evidence.report.templates if i.template_id}
         known = {s for s in digest.services if s}
-        onset = onset_factors(digest, evidence.alert.timestamp.timestamp())
+        onset = onset_factors(digest)
         serving = serving_services(evidence)
 
         weight: dict[str, float] = defaultdict(float)

@@ -1,4 +1,4 @@
-"""Trace-linked log evidence: what each operation logs, before the alert and after it.
+"""Trace-linked log evidence: what each operation logs, before a change and after it.
 
 A code fault (an exception thrown half-way through a method, a wrong return value) often
 leaves a service's spans and error counts looking normal: the request is answered, but the
@@ -8,13 +8,14 @@ counts, which move with the workload mix, but it stands out when each operation 
 with itself: of the spans of one (service, operation), the share that logged a given template
 before against the share after. Conditioning on the operation cancels the workload.
 
-"Before" is the window's own time before the alert, and the baseline's spans where there are
-some (their lines read through the window's templates). The baseline matters because alerts
-fire minutes after a fault begins: a line that stopped before the alert looks unchanged within
-the window. "After" is all the time after the alert, and its later half: a fault may take a
-while to reach full effect, and a share diluted by the minute before it did hides the change.
-Templates keep the code location a logging pattern prints (``TravelServiceImpl#372``), so two
-statements with the same words are two lines here, and one of them can vanish alone.
+"Before" and "after" are not split at the alert: alerts fire minutes after a fault begins, so
+the window before the alert holds the fault too. Every time-bucket boundary of the window with
+enough spans on both sides is tried, and the one where the share shifts most is where the
+change began (``_Timeline``). The baseline's spans (their lines read through the window's
+templates) are a second reference: a line that stopped before the window even began looks
+unchanged within it. Templates keep the code location a logging pattern prints
+(``TravelServiceImpl#372``), so two statements with the same words are two lines here, and one
+of them can vanish alone.
 
 Only the directions a fault takes count: a normal line that vanishes, an error line that
 appears. The opposite (an error that stops, a normal line that comes back) is a recovery,
@@ -32,6 +33,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from anomaly import TemplateStats
 from anomaly.digest import BASELINE_PREFIX
@@ -59,7 +61,7 @@ def _shift_z(before: int, n_before: int, after: int, n_after: int) -> float:
 
 
 class LogPatternSignal:
-    """Per-operation shift in which log templates its spans write, after the alert against before."""
+    """Per-operation shift in which log templates its spans write, at the change point the data shows."""
 
     name = "patterns"
 
@@ -69,16 +71,15 @@ class LogPatternSignal:
         logged = evidence.digest.span_templates()
         if not logged:
             return []
+        timeline = _Timeline.of(evidence.spans, logged, evidence.digest.bucket_seconds)
+        baseline = _baseline_sample(evidence)
         best: dict[str, tuple[float, str]] = {}
-        for (ref_name, ref), (now_name, now) in _comparisons(_samples(evidence, logged)):
-            for op in ref.spans.keys() & now.spans.keys():
-                n_ref, n_now = ref.spans[op], now.spans[op]
-                if n_ref < MIN_SPANS or n_now < MIN_SPANS:
-                    continue
-                for tid in ref.wrote[op].keys() | now.wrote[op].keys():
-                    before, after = ref.wrote[op].get(tid, 0), now.wrote[op].get(tid, 0)
-                    template = _template(evidence, tid)
-                    z = _fault_shift(before, n_ref, after, n_now, template is not None and template.is_error)
+        for op, per_bucket in timeline.spans.items():
+            for tid in timeline.wrote[op].keys() | baseline.wrote[op].keys():
+                template = _template(evidence, tid)
+                is_error = template is not None and template.is_error
+                for ref_name, (before, n_ref), now_name, (after, n_now), since in timeline.comparisons(op, tid, baseline):
+                    z = _fault_shift(before, n_ref, after, n_now, is_error)
                     if z is None:
                         continue
                     strength = saturate(abs(z) - MIN_Z, Z_SCALE)
@@ -88,7 +89,7 @@ class LogPatternSignal:
                     text = text if len(text) <= 140 else text[:137] + "..."
                     how = "stopped logging" if z < 0 else "started logging"
                     best[op[0]] = (strength, (
-                        f'{op[1]} spans of {op[0]} {how} "{text}": {before} of {n_ref} {ref_name}, '
+                        f'{op[1]} spans of {op[0]} {how} "{text}" from {_clock(since)}: {before} of {n_ref} {ref_name}, '
                         f"{after} of {n_now} {now_name}"
                     ))
         return sorted(
@@ -108,6 +109,7 @@ class LogPatternSignal:
 
 
 Operation = tuple[str, str]  # (service, operation name)
+Count = tuple[int, int]  # (spans that wrote the template, spans)
 
 
 @dataclass
@@ -124,35 +126,70 @@ class _Sample:
             self.wrote[op][tid] += 1
 
 
-def _samples(evidence: Evidence, logged: dict[str, dict[str, int]]) -> dict[str, _Sample]:
-    """The window's spans before the alert, after it, and in the later half after it; the baseline's."""
-    alert_ts = evidence.alert.timestamp.timestamp()
-    first, last = _edges(evidence.spans)
-    late_from = alert_ts + (last - alert_ts) / 2
-    out = {name: _Sample() for name in ("before", "after", "late", "baseline")}
-    for s in evidence.spans:
-        if not _inside(s, first, last):
-            continue
-        templates = logged.get(s.span_id.lower(), {})
-        out["before" if s.start < alert_ts else "after"].add(s, templates)
-        if s.start >= late_from:
-            out["late"].add(s, templates)
+@dataclass
+class _Timeline:
+    """The window's spans per operation and time bucket, and per bucket how many wrote each template.
+
+    The change point is not the alert's time: every bucket boundary with enough spans on both
+    sides is tried, since an alert fires minutes after the change began.
+    """
+
+    start: float
+    width: float
+    buckets: int
+    spans: dict[Operation, list[int]]
+    wrote: dict[Operation, dict[str, list[int]]]
+
+    @classmethod
+    def of(cls, spans: list[Span], logged: dict[str, dict[str, int]], width: float) -> _Timeline:
+        first, last = _edges(spans)
+        inside = [s for s in spans if _inside(s, first, last)]
+        start = min((s.start for s in inside), default=first)
+        buckets = int((last - start) // width) + 1 if inside else 0
+        per_op: dict[Operation, list[int]] = defaultdict(lambda: [0] * buckets)
+        wrote: dict[Operation, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0] * buckets))
+        for s in inside:
+            op, i = (s.service, s.operation), min(buckets - 1, int((s.start - start) // width))
+            per_op[op][i] += 1
+            for tid in logged.get(s.span_id.lower(), {}):
+                wrote[op][tid][i] += 1
+        return cls(start, width, buckets, per_op, wrote)
+
+    def comparisons(self, op: Operation, tid: str, baseline: _Sample) -> list[tuple[str, Count, str, Count, float]]:
+        """(reference, counts, "after", counts, change time) at every bucket boundary with enough
+        spans on both sides: the window before the boundary, and the baseline, against after it."""
+        spans, wrote = self.spans[op], self.wrote[op].get(tid, [0] * self.buckets)
+        out = []
+        base = (baseline.wrote[op].get(tid, 0), baseline.spans.get(op, 0))
+        for k in range(1, self.buckets):
+            after = (sum(wrote[k:]), sum(spans[k:]))
+            if after[1] < MIN_SPANS:
+                continue
+            since = self.start + k * self.width
+            for ref_name, ref in (("before", (sum(wrote[:k]), sum(spans[:k]))), ("in the baseline", base)):
+                if ref[1] >= MIN_SPANS:
+                    out.append((ref_name, ref, "after", after, since))
+        return out
+
+
+def _baseline_sample(evidence: Evidence) -> _Sample:
+    """The baseline's spans, their lines read through the window's templates."""
+    sample = _Sample()
     baseline = evidence.baseline_digest
-    base_logged = evidence.digest.span_templates_of(baseline) if evidence.baseline_spans and baseline is not None else {}
-    if base_logged:
-        b_first, b_last = _edges(evidence.baseline_spans)
-        for s in evidence.baseline_spans:
-            if _inside(s, b_first, b_last):
-                out["baseline"].add(s, base_logged.get(s.span_id.lower(), {}))
-    return out
+    if not evidence.baseline_spans or baseline is None:
+        return sample
+    base_logged = evidence.digest.span_templates_of(baseline)
+    if not base_logged:
+        return sample
+    b_first, b_last = _edges(evidence.baseline_spans)
+    for s in evidence.baseline_spans:
+        if _inside(s, b_first, b_last):
+            sample.add(s, base_logged.get(s.span_id.lower(), {}))
+    return sample
 
 
-def _comparisons(samples: dict[str, _Sample]) -> list[tuple[tuple[str, _Sample], tuple[str, _Sample]]]:
-    """(reference, after) pairs: the window before the alert and the baseline, each against all the
-    time after the alert and against its later half (a fault may take a while to reach full effect)."""
-    refs = [("before the alert", samples["before"]), ("in the baseline", samples["baseline"])]
-    afters = [("after", samples["after"]), ("in the later half after", samples["late"])]
-    return [(r, a) for r in refs for a in afters]
+def _clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%H:%M:%SZ")
 
 
 def _fault_shift(before: int, n_ref: int, after: int, n_now: int, is_error: bool) -> float | None:
