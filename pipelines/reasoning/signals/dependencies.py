@@ -141,7 +141,7 @@ def template_weights(evidence: Evidence) -> dict[str, float]:
             seen[t.text] += t.count
     scale = digest.lines / baseline.lines if has_baseline else 1.0
     flagged = {i.template_id: i.score for i in evidence.report.templates if i.template_id}
-    onset = onset_factors(digest, evidence.alert.timestamp.timestamp())
+    onset = onset_factors(digest)
     out = {}
     for tid, t in digest.templates.items():
         if not t.is_error or t.count < MIN_ERROR_LINES:
@@ -180,7 +180,7 @@ def resource_owners(evidence: Evidence) -> list[tuple[tuple[str, str], float, in
         for t in baseline.templates.values():
             seen[t.text] += t.count
     scale = digest.lines / baseline.lines if baseline is not None and baseline.lines else 1.0
-    onset = onset_factors(digest, evidence.alert.timestamp.timestamp())
+    onset = onset_factors(digest)
     known = {s for s in digest.services if s}
     out = []
     pressure = None  # the resource kubelet reclaims, from any of its eviction lines
