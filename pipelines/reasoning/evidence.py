@@ -144,9 +144,10 @@ def confidences_of(scores: list[float], has_baseline: bool) -> list[float]:
         runner_up = scores[i + 1] if i + 1 < len(scores) else 0.0
         margin = max(0.0, score - runner_up) / score if score > 0 else 0.0
         conf = level * (0.5 + 0.5 * margin) * (1.0 if has_baseline else NO_BASELINE)
-        if out:
-            conf = min(conf, out[-1])
-        out.append(round(min(0.95, max(MIN_CONFIDENCE, conf)), 3))
+        conf = round(min(0.95, max(MIN_CONFIDENCE, conf)), 3)
+        if out:  # ranked by score: a lower score is never as confident (only equal scores tie)
+            conf = min(conf, out[-1] if score == scores[i - 1] else round(out[-1] - 0.001, 3))
+        out.append(max(conf, 0.0))
     return out
 
 
