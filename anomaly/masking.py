@@ -48,6 +48,9 @@ RULES: tuple[tuple[str, str, str], ...] = (
     *((name, pattern, "${1}" + _HIDE + "${2}") for name, pattern in _LOCATIONS),
     ("url", r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s\"'<>]+", "<*>"),
     ("path", r"(^|[\s=:\"'(\[])(?:[A-Za-z]:)?(?:[\\/][\w.\-$@~+]+){2,}[\\/]?", "${1}<*>"),
+    # digits glued to a name by ``_`` (``attempt_1445_0020_m_000001``, ``broadcast_7``): a word
+    # boundary never falls there, so the value rule cannot see them
+    ("glued", r"(?:_-?\d+)+(\b|_)", "_<*>${1}"),
     ("value", "|".join(f"(?:{p})" for _, p in _VALUE_KINDS), "<*>"),
     # a run of tokens holding nothing but values (``<*> (<*>)``, ``<*>, <*>``) is one variable
     # (Khan et al., ICSE 2022, rule CV): how many values a list prints is not part of the event
@@ -60,7 +63,8 @@ RULES: tuple[tuple[str, str, str], ...] = (
 #: since most messages have no URL, no quote, no ``=``
 _TRIGGERS: dict[str, tuple[str, bool]] = {
     "url": ("://", True), "path": ("/", True),
-    "value": ("[0-9]", False), "run": ("<*>", True), "location_line": ("#", True),
+    "value": ("[0-9]", False), "glued": ("_-?[0-9]", False),
+    "run": (r">[^\w\s]*\s+[^\w\s]*<", False), "location_line": ("#", True),
     "location_file": (r"\.[a-z]{1,6}:\d", False), "location_shown": (_HIDE, True),
 }
 

@@ -15,7 +15,9 @@ Steps, per group of messages with the same token count:
    variable already and never part of a root;
 3. messages are grouped by root pattern; in each group a column whose values differ
    is a variable when its values hold a placeholder or are many (more than
-   ``MAX_CONSTANT_VALUES``); a column with a few word-like values splits the group.
+   ``MAX_CONSTANT_VALUES``); a column with a few word-like values splits the group,
+   and so does a first column of plain words (as Drain's prefix tree: the first word
+   names the event).
 """
 
 from __future__ import annotations
@@ -120,7 +122,9 @@ def _split_group(members: list[int], tokens: dict[int, list[str]], length: int, 
         values = {tokens[i][p] for i in members}
         if len(values) == 1:
             template.append(next(iter(values)))
-        elif len(values) > max_constant_values or any(_looks_variable(v) for v in values):
+        elif any(_looks_variable(v) for v in values) or (
+            len(values) > max_constant_values and not (p == 0 and all(v.isalpha() for v in values))
+        ):
             template.append(WILDCARD)
         else:
             template.append(None)
