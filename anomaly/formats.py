@@ -54,7 +54,8 @@ EVENTS_TABLE = (
 )
 #: one cheap anchored test: could this line start with any of the prefixes above?
 _CANDIDATE = (
-    rf"^(?:\d{{4}}-\d{{2}}-\d{{2}}T\d|[a-z0-9][a-z0-9.-]* [a-z0-9]|\[pod/|[\w.-]+[-_]\d+\s+\||<\d|{_MONTH} |\d+[smhd]|<unknown>)"
+    rf"^(?:\d{{4}}-\d{{2}}-\d{{2}}T[\d:.,]+(?:Z|[+-][\d:]+)? (?:\{{|std(?:out|err) |[\w.-]+ [^\s\[\]:]+(?:\[\d+\])?: )"
+    rf"|[a-z0-9][a-z0-9.-]* [a-z0-9]|\[pod/|\x1b\[|[\w.-]+[-_]\d+\s+\||<\d|{_MONTH} |\d+[smhd]|<unknown>)"
 )
 _KLOG = r"^([IWEF])\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+ [\w.-]+:\d+\] "
 _KLOG_LEVEL = {"I": "INFO", "W": "WARN", "E": "ERROR", "F": "FATAL"}
@@ -81,7 +82,10 @@ def on_rows(df: pl.DataFrame, where: pl.Expr, fn: Callable[[pl.DataFrame], pl.Da
             continue
         values = sub.get_column(name)
         if name in df.columns:
-            base = df.get_column(name).clone()
+            base = df.get_column(name)
+            if values.null_count() == values.len() and base.null_count() == base.len():
+                continue  # still all null (the many columns most formats never set)
+            base = base.clone()
             values = values.cast(base.dtype, strict=False)
         else:
             base = pl.Series(name, [None], dtype=values.dtype).extend_constant(None, df.height - 1)
@@ -304,19 +308,20 @@ def strip_transport(df: pl.DataFrame) -> pl.DataFrame:
     a line no wrapper matches is left as it was.
     """
     t = pl.col("text")
-    if df.select(t.str.contains("\x1b[", literal=True).any()).item():
-        df = df.with_columns(t.str.replace_all(r"\x1b\[[0-9;]*[A-Za-z]", ""))
     is_json = t.str.starts_with("{") & t.str.ends_with("}")
-    df = on_rows(df, is_json & t.str.contains('"involvedObject"', literal=True), _event_json_rows)
-    df = on_rows(df, is_json & t.str.contains('"MESSAGE"', literal=True)
-                 & t.str.contains(r'"(?:__REALTIME_TIMESTAMP|_HOSTNAME|SYSLOG_IDENTIFIER|_SYSTEMD_UNIT)"'), _journald_json_rows)
-    df = on_rows(df, is_json & t.str.contains('"labels"', literal=True) & t.str.contains('"line"', literal=True), _loki_json_rows)
+    if df.select((is_json & t.str.contains(r'"(?:involvedObject|MESSAGE|labels)"')).any()).item():
+        df = on_rows(df, is_json & t.str.contains('"involvedObject"', literal=True), _event_json_rows)
+        df = on_rows(df, is_json & t.str.contains('"MESSAGE"', literal=True)
+                     & t.str.contains(r'"(?:__REALTIME_TIMESTAMP|_HOSTNAME|SYSLOG_IDENTIFIER|_SYSTEMD_UNIT)"'), _journald_json_rows)
+        df = on_rows(df, is_json & t.str.contains('"labels"', literal=True) & t.str.contains('"line"', literal=True), _loki_json_rows)
     candidate = ~pl.col("structured") & pl.col("_src").is_null() & t.str.contains(_CANDIDATE)
     return on_rows(df, candidate, _strip_text_prefixes)
 
 
 def _strip_text_prefixes(df: pl.DataFrame) -> pl.DataFrame:
     t = pl.col("text")
+    if df.select(t.str.starts_with("\x1b[").any()).item():  # stern's colours
+        df = df.with_columns(t.str.replace_all(r"\x1b\[[0-9;]*[A-Za-z]", ""))
     for pattern, fn in _PREFIXES:
         guard = pl.col("_src").is_null() & t.str.contains(pattern)
         if pattern in (SYSLOG_ISO, SYSLOG_CLASSIC):  # ``<time> ERROR orders: ...`` is an app's header, not a host

@@ -131,10 +131,13 @@ _on_rows = on_rows
 
 
 _NESTED = ("kubernetes", "resource", "fields")
+#: docker json-file's ``attrs``: the compose service a container runs
+_COMPOSE_LABEL = "com.docker.compose.service"
 _JSON_SCHEMA = pl.Struct(
     {k: pl.String for keys in _JSON_KEYS.values() for k in keys if "." not in k}
     | {n: pl.Struct({k: pl.String for k in ("pod_name", "container_name", "pod", "container", "service")})
        for n in _NESTED}
+    | {"stream": pl.String, "attrs": pl.Struct({_COMPOSE_LABEL: pl.String})}
 )
 
 
@@ -159,6 +162,8 @@ def _json_decoded(df: pl.DataFrame) -> pl.DataFrame | None:
         first(_JSON_KEYS["pod"], ("pod_name", "pod")).alias("j_pod"),
         first(_JSON_KEYS["error"]).alias("j_error"),
         first(_JSON_KEYS["logger"]).alias("j_logger"),
+        pl.col("stream").alias("j_stream"),
+        pl.col("attrs").struct.field(_COMPOSE_LABEL).alias("j_compose"),
     )
     return pl.concat([df, fields], how="horizontal")
 
@@ -176,6 +181,8 @@ def _parse_json_rows(df: pl.DataFrame) -> pl.DataFrame:
             _json_field(_JSON_KEYS["pod"]).alias("j_pod"),
             _json_field(_JSON_KEYS["error"], unescape=True).alias("j_error"),
             _json_field(_JSON_KEYS["logger"]).alias("j_logger"),
+            _json_field(("stream",)).alias("j_stream"),
+            _json_field((_COMPOSE_LABEL,)).alias("j_compose"),
         )
     return js.with_columns(
         # docker wrapper: the inner text is parsed again as a line of its own
@@ -186,10 +193,13 @@ def _parse_json_rows(df: pl.DataFrame) -> pl.DataFrame:
         pl.col("j_log").is_not_null().alias("wrapped"),
         pl.coalesce("level", "j_level").alias("level"),
         pl.coalesce("time", "j_time").alias("time"),
-        pl.coalesce("service", "j_service").alias("service"),
+        pl.coalesce("service", "j_compose", "j_service").alias("service"),
         pl.coalesce("pod", "j_pod").alias("pod"),
         pl.coalesce("_logger", "j_logger").alias("_logger"),
-    ).drop("j_log", "j_msg", "j_level", "j_time", "j_service", "j_pod", "j_error", "j_logger")
+        # the stream a docker-wrapped line came from: its trace lines are joined within it
+        pl.coalesce("_src", pl.when(pl.col("j_log").is_not_null()).then(
+            pl.concat_str(["j_compose", "j_stream"], separator="/", ignore_nulls=True))).alias("_src"),
+    ).drop("j_log", "j_msg", "j_level", "j_time", "j_service", "j_pod", "j_error", "j_logger", "j_stream", "j_compose")
 
 
 def _with_error(message: pl.Expr, error: pl.Expr) -> pl.Expr:
@@ -304,12 +314,11 @@ def parse_frame(
     null = pl.lit(None, dtype=pl.String)
     df = df.with_columns(
         level=null, time=null, service=null, pod=null, container=null, host=null, _logger=null, _src=null,
-        structured=pl.lit(False), wrapped=pl.lit(False), _partial=pl.lit(False),
+        structured=pl.lit(False), wrapped=pl.lit(False), _partial=pl.lit(None, dtype=pl.Boolean),
         span=t.str.extract(SPAN_ID_PATTERN, 1).str.to_lowercase(),
     )
     df = strip_transport(df)
     is_json = t.str.starts_with("{") & t.str.ends_with("}")
-    df = _on_rows(df, is_json & t.str.contains('"log"', literal=True) & t.str.contains('"stream"', literal=True), _docker_source)
     df = _on_rows(df, is_json, _parse_json_rows)
     df = _on_rows(df, pl.col("wrapped") & is_json, _parse_json_rows)  # JSON inside a docker wrapper
     is_logfmt = ~pl.col("structured") & t.str.contains(r"^\s*[\w.@-]+=") & t.str.contains(r"(?:^|\s)(?:msg|message)=")
@@ -345,17 +354,6 @@ def _service(default: pl.Expr) -> pl.Expr:
     )
 
 
-def _docker_source(df: pl.DataFrame) -> pl.DataFrame:
-    """docker json-file: the compose service (``attrs``) and the stream a wrapped line came from."""
-    t = pl.col("text")
-    compose = t.str.extract(r'"com\.docker\.compose\.service"\s*:\s*"([^"]*)"', 1)
-    stream = t.str.extract(r'"stream"\s*:\s*"(\w+)"', 1)
-    return df.with_columns(
-        pl.coalesce("service", compose).alias("service"),
-        pl.coalesce("_src", pl.concat_str([compose, stream], separator="/", ignore_nulls=True)).alias("_src"),
-    )
-
-
 def _join_continuations(df: pl.DataFrame) -> pl.DataFrame:
     """Join CRI partial lines, then stack-trace lines (indented ``at``, ``Caused by:``, the exception line).
 
@@ -387,20 +385,17 @@ def _merge(df: pl.DataFrame, is_cont: pl.Expr, separator: str, keyed: bool) -> p
     df = df.with_columns(is_cont.alias("_cont"))
     if not df.get_column("_cont").any():
         return df.drop("_cont")
-    key = ["_stream", "_record"] if keyed else ["_record"]
-    record = (~pl.col("_cont")).cum_sum()
-    df = df.with_columns((record.over("_stream") if keyed else record).alias("_record"))
-    in_trace = pl.col("_cont").any().over(key)
-    t = pl.col("text")
-    joined = df.filter(in_trace).group_by(key).agg(
-        pl.col("row").first(),
-        t.str.join(separator).alias("text"),
-        *(pl.col(c).first() for c in df.columns if c not in ("row", "text", "_cont", *key)),
+    head = pl.when(~pl.col("_cont")).then(pl.col("row")).forward_fill()  # the row that starts each line's record
+    df = df.with_columns((head.over("_stream") if keyed else head).alias("_record"))
+    # each record's text joined, written over its first row's text; the other rows go
+    trace_ids = df.filter(pl.col("_cont")).get_column("_record").unique().implode()
+    texts = (
+        df.filter(pl.col("_record").is_in(trace_ids)).group_by("_record")
+        .agg(pl.col("text").str.join(separator)).sort("_record").get_column("text")
     )
-    return (
-        pl.concat([df.filter(~in_trace).drop("_record", "_cont"), joined.drop("_record")], how="diagonal_relaxed")
-        .sort("row")
-    )
+    heads = df.filter(~pl.col("_cont"))
+    idx = heads.select(pl.col("_record").is_in(trace_ids)).to_series().arg_true()
+    return heads.with_columns(heads.get_column("text").scatter(idx, texts)).drop("_record", "_cont")
 
 
 def parse_lines(
