@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -81,8 +82,45 @@ def read_tail(path: Path, max_bytes: int) -> FileRead:
     nul_bytes = data.count(b"\x00")
     text = data.replace(b"\x00", b"").decode("utf-8", errors="replace")
     replaced = text.count("\ufffd")
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = document_lines(text) if not skipped else None
+    if lines is None:
+        lines = [line for line in text.splitlines() if line.strip()]
     return FileRead(lines=lines, skipped_bytes=skipped, replaced_chars=replaced, nul_bytes=nul_bytes)
+
+
+def document_lines(text: str) -> list[str] | None:
+    """Lines of a file that is one JSON document, or None when it is not one.
+
+    A Loki ``query_range`` answer (``data.result[].stream`` + ``values``) becomes one
+    ``{"labels", "line", "timestamp"}`` line per entry, as ``logcli --output=jsonl`` writes them,
+    in time order; a JSON array or a Kubernetes list (``{"items": [...]}``, e.g. ``kubectl get
+    events -o json``) becomes one compact JSON line per item. JSON lines files are not documents
+    (the parser stops at the second line), so they go on as lines.
+    """
+    head = text.lstrip()[:1]
+    if head not in ("{", "["):
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(doc, dict):
+        data = doc.get("data")
+        result = data.get("result") if isinstance(data, dict) else None
+        if isinstance(result, list) and all(isinstance(r, dict) and "values" in r for r in result):
+            entries = [
+                (str(value[0]), r.get("stream") or r.get("metric") or {}, value[1])
+                for r in result for value in r.get("values") or []
+                if isinstance(value, list) and len(value) >= 2 and isinstance(value[1], str)
+            ]
+            entries.sort(key=lambda e: (len(e[0]), e[0]))
+            return [json.dumps({"labels": labels, "line": line, "timestamp": ts}) for ts, labels, line in entries]
+        items = doc.get("items")
+        if not isinstance(items, list):
+            return [json.dumps(doc)]
+    else:
+        items = doc if isinstance(doc, list) else [doc]
+    return [item if isinstance(item, str) else json.dumps(item) for item in items]
 
 
 def _gzip_tail(path: Path, max_bytes: int) -> tuple[bytes, int]:
