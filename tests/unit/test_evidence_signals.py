@@ -317,3 +317,14 @@ def test_a_line_few_requests_write_is_data_not_a_code_path() -> None:
         if s.service == "routes" and s.start < T0 and int(s.start) % 16 == 0:
             rows.append(("routes", "INFO", f"r.s.RouteServiceImpl#77 SpanID: {s.span_id} [getRouteById][cache miss]", s.start + 0.001))
     assert LogPatternSignal().findings(_evidence(_digest(rows), _digest(_normal(T0 - 600)), spans=spans)) == []
+
+
+def test_a_window_that_begins_unusual_and_returns_to_the_baseline_is_not_a_fault() -> None:
+    """The line is written early in the window only, and never in the baseline: "after" is the normal state."""
+    spans, rows = _traced(T0 - 120, 60, broken_after=T0 - 80)
+    base_spans, base_rows = _traced(T0 - 3600, 60, broken_after=T0 - 3600)
+    evidence = _evidence(_digest(rows), _digest(base_rows), spans=spans, baseline_spans=base_spans)
+    assert LogPatternSignal().findings(evidence) == []
+    usual_spans, usual_rows = _traced(T0 - 3600, 60, broken_after=None)  # the baseline wrote it: it stopped
+    stopped = _evidence(_digest(rows), _digest(usual_rows), spans=spans, baseline_spans=usual_spans)
+    assert [f.service for f in LogPatternSignal().findings(stopped)] == ["routes"]

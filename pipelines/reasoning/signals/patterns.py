@@ -78,10 +78,13 @@ class LogPatternSignal:
             for tid in timeline.wrote[op].keys() | baseline.wrote[op].keys():
                 template = _template(evidence, tid)
                 is_error = template is not None and template.is_error
+                usual = _usual_share(baseline, op, tid)
                 for ref_name, (before, n_ref), now_name, (after, n_now), since in timeline.comparisons(op, tid, baseline):
                     z = _fault_shift(before, n_ref, after, n_now, is_error)
                     if z is None:
                         continue
+                    if usual is not None and abs(usual - before / n_ref) > abs(usual - after / n_now):
+                        continue  # the baseline looks like "after": the window began unusual and went back
                     strength = saturate(abs(z) - MIN_Z, Z_SCALE)
                     if strength <= best.get(op[0], (0.0, ""))[0]:
                         continue
@@ -186,6 +189,12 @@ def _baseline_sample(evidence: Evidence) -> _Sample:
         if _inside(s, b_first, b_last):
             sample.add(s, base_logged.get(s.span_id.lower(), {}))
     return sample
+
+
+def _usual_share(baseline: _Sample, op: Operation, tid: str) -> float | None:
+    """The share of the operation's baseline spans that wrote the template, when there are enough."""
+    n = baseline.spans.get(op, 0)
+    return baseline.wrote[op].get(tid, 0) / n if n >= MIN_SPANS else None
 
 
 def _clock(ts: float) -> str:
