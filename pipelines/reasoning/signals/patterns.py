@@ -17,11 +17,10 @@ unchanged within it. Templates keep the code location a logging pattern prints
 (``TravelServiceImpl#372``), so two statements with the same words are two lines here, and one
 of them can vanish alone.
 
-Only the directions a fault takes count: a normal line that vanishes, an error line that
-appears. The opposite (an error that stops, a normal line that comes back) is a recovery,
-often of callers that were failing before for another reason. A line whose share merely
-moves (half the requests take another branch), or that few requests write at all, is the
-workload or the data, not a fault.
+Only the direction a fault takes counts: a normal line that vanishes. A line that comes back
+is a recovery. An error line that appears is the log signal's evidence (``log_templates.py``)
+and is not counted twice. A line whose share merely moves (half the requests take another
+branch), or that few requests write at all, is the workload or the data, not a fault.
 
 It needs log lines that carry their span id (``Digest.span_templates``) and spans; without
 either it finds nothing. Spans too close to a window's edges are skipped: their logs or
@@ -77,10 +76,11 @@ class LogPatternSignal:
         for op, per_bucket in timeline.spans.items():
             for tid in timeline.wrote[op].keys() | baseline.wrote[op].keys():
                 template = _template(evidence, tid)
-                is_error = template is not None and template.is_error
+                if template is not None and template.is_error:
+                    continue  # an error that appears is the log signal's; one that stops is a recovery
                 usual = _usual_share(baseline, op, tid)
                 for ref_name, (before, n_ref), now_name, (after, n_now), since in timeline.comparisons(op, tid, baseline):
-                    z = _fault_shift(before, n_ref, after, n_now, is_error)
+                    z = _vanished(before, n_ref, after, n_now)
                     if z is None:
                         continue
                     if usual is not None and abs(usual - before / n_ref) > abs(usual - after / n_now):
@@ -90,9 +90,8 @@ class LogPatternSignal:
                         continue
                     text = template.text if template is not None else tid
                     text = text if len(text) <= 140 else text[:137] + "..."
-                    how = "stopped logging" if z < 0 else "started logging"
                     best[op[0]] = (strength, (
-                        f'{op[1]} spans of {op[0]} {how} "{text}" from {_clock(since)}: {before} of {n_ref} {ref_name}, '
+                        f'{op[1]} spans of {op[0]} stopped logging "{text}" from {_clock(since)}: {before} of {n_ref} {ref_name}, '
                         f"{after} of {n_now} {now_name}"
                     ))
         return sorted(
@@ -201,14 +200,14 @@ def _clock(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%H:%M:%SZ")
 
 
-def _fault_shift(before: int, n_ref: int, after: int, n_now: int, is_error: bool) -> float | None:
-    """The z of a shift in the direction a fault takes, or None for anything else.
+def _vanished(before: int, n_ref: int, after: int, n_now: int) -> float | None:
+    """The z of a line that (nearly) stopped being written, or None for anything else.
 
-    An error that stops or a normal line that (re)appears is a recovery; a share that merely
-    moves, or that few requests ever had, is the workload or the data; a small z is noise.
+    A line that (re)appears is a recovery; a share that merely moves, or that few requests ever
+    had, is the workload or the data; a small z is noise.
     """
     share_ref, share_now = before / n_ref, after / n_now
-    if is_error != (share_now > share_ref):
+    if share_now >= share_ref:
         return None
     if not _changed_kind(share_ref, share_now) or abs(share_now - share_ref) < MIN_EFFECT:
         return None
