@@ -42,6 +42,9 @@ ROUTING_KINDS = {
     "db_connection_exhaustion", "database_error", "dns_failure", "credential_stuffing", "security_event",
     "external_dependency", "memory_leak", "disk_full", "memory_pressure",
 }
+#: signals whose findings name the owner of what failed (the database callers name, the service
+#: under attack), not the service that logged the lines
+OWNER_SIGNALS = {"dependencies", "security"}
 #: kinds of a node's resource running out (tried first when the logs route to several kinds)
 NODE_RESOURCE_KINDS = {"disk_full", "memory_pressure"}
 #: routing votes (summed strengths of log findings naming a kind) needed for the logs to route
@@ -175,8 +178,9 @@ def _routed_owner(by_service: dict[str, list[Finding]]) -> tuple[str, str, float
     """The owner of the shared resource the logs as a whole route to, with that kind and the votes.
 
     Routing votes add the strength of the log findings whose evidence names a kind of shared
-    resource (``ROUTING_KINDS``); the owner is a service the dependencies signal names with a
-    fault type of the routed category, the strongest such finding winning. None when the logs do
+    resource (``ROUTING_KINDS``); the owner is a service an owner signal (``OWNER_SIGNALS``: the
+    dependencies callers name, the service under attack) names with a fault type of the routed
+    category, the strongest such finding winning. None when the logs do
     not route or no candidate owns the resource: the category then follows the top hypothesis.
     """
     votes: dict[str, float] = defaultdict(float)
@@ -186,7 +190,7 @@ def _routed_owner(by_service: dict[str, list[Finding]]) -> tuple[str, str, float
                 for kind in kinds_in(f.evidence):
                     if kind in ROUTING_KINDS:
                         votes[kind] += f.strength
-            elif f.signal == "dependencies" and f.fault_type in ROUTING_KINDS:
+            elif f.signal in OWNER_SIGNALS and f.fault_type in ROUTING_KINDS:
                 votes[f.fault_type] += f.strength
     routed = [k for k in votes if votes[k] >= MIN_ROUTING_VOTES]
     # a node's exhausted disk or memory is under everything on the node (the database that cannot
@@ -197,7 +201,7 @@ def _routed_owner(by_service: dict[str, list[Finding]]) -> tuple[str, str, float
         for service, items in by_service.items():
             for f in items:
                 kind = KINDS_BY_NAME.get(f.fault_type)
-                if f.signal == "dependencies" and kind is not None and kind.category == category:
+                if f.signal in OWNER_SIGNALS and kind is not None and kind.category == category:
                     if best is None or (f.strength, service) > best[:2]:
                         best = (f.strength, service, f.fault_type)
         if best is not None:

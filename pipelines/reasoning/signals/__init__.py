@@ -14,12 +14,14 @@ from pipelines.reasoning.signals.dependencies import DependencySignal
 from pipelines.reasoning.signals.log_templates import LogTemplateSignal
 from pipelines.reasoning.signals.metrics import MetricDeviationSignal
 from pipelines.reasoning.signals.patterns import LogPatternSignal
+from pipelines.reasoning.signals.security import SecuritySignal
 from pipelines.reasoning.signals.traces import TraceSignal
 
 log = logging.getLogger(__name__)
 
 SIGNALS: list[Signal] = [
     LogTemplateSignal(), MetricDeviationSignal(), TraceSignal(), LogPatternSignal(), DependencySignal(),
+    SecuritySignal(),
 ]
 
 

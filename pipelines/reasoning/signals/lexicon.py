@@ -40,6 +40,42 @@ def _kind(name: str, category: Category, cause: str, *words: str, blames_named: 
 #: a stack trace or exception is an application's view of a failure, never the server's own log
 _APPLICATION_VIEW = (r"Exception", r"Traceback", r"Caused by", r"\bat [\w$.]+\(")
 
+#: how servers record refusing a login: OpenSSH/PAM, web frameworks, identity providers, databases
+#: ("password authentication failed for user", "Access denied for user"), FTP and mail daemons
+_LOGIN_FAILURE = (
+    r"failed password", r"invalid user", r"authentication fail(?:ure|ed)", r"login fail(?:ure|ed)", r"failed login",
+    r"invalid credentials", r"bad credentials", r"(?:invalid|incorrect|wrong|bad) password", r"account (?:is )?locked",
+    r"brute.?force", r"too many authentication failures", r"maximum authentication attempts", r"break-in attempt",
+)
+#: how servers record refusing a request's credentials or access: HTTP 401/403 words, token and
+#: signature checks (JWT, OAuth introspection, API keys), audit and policy denials
+_ACCESS_REFUSED = (
+    r"unauthori[sz]ed", r"forbidden", r"access denied", r"\bDENY\b",
+    r"(?:invalid|expired|revoked|forged|malformed|unknown) (?:access |bearer |auth |api |id )?(?:token|jwt|api.?key|signature|credentials?|key id)",
+    r"(?:token|jwt|signature|api.?key|credentials?)(?: is| was| has)? (?:invalid|expired|revoked|rejected|not valid)",
+    r"jwt verification failed", r"invalid_grant", r"invalid_client", r"signature .* invalid",
+)
+#: the same refusals, as one pattern (the security signal's test of a line)
+AUTH_FAILURE = re.compile("|".join((*_LOGIN_FAILURE, *_ACCESS_REFUSED)), re.IGNORECASE)
+#: HTTP statuses that refuse a request's credentials or access
+AUTH_REFUSED_STATUSES = {401, 403}
+#: the status of an access-log line: after the quoted request line (NCSA/nginx, Envoy, uvicorn),
+#: a ``status``/``status_code`` field (JSON, logfmt) or a ``| 401 |`` column (gin, echo)
+_HTTP_STATUS = re.compile(
+    r"\"(?:GET|HEAD|POST|PUT|DELETE|PATCH|OPTIONS|CONNECT|TRACE) [^\"]*\" (\d{3})\b"
+    r"|\b(?:status|status_?code|statusCode|response_?code|http_?status)[\"']?\s*[:=]\s*[\"']?(\d{3})\b"
+    r"|\|\s+(\d{3})\s+\|"
+)
+
+
+def http_status(text: str) -> int | None:
+    """The HTTP status an access-log line records, or None when the line is not one."""
+    m = _HTTP_STATUS.search(text)
+    if m is None:
+        return None
+    code = int(next(g for g in m.groups() if g))
+    return code if 100 <= code <= 599 else None
+
 
 FAULT_KINDS: list[FaultKind] = [
     _kind("memory_leak", Category.application, "memory exhaustion (leak) ending in out-of-memory errors",
@@ -78,11 +114,9 @@ FAULT_KINDS: list[FaultKind] = [
     _kind("node_failure", Category.infrastructure, "node or kubelet failure",
           r"NodeNotReady", r"node .* not ready", r"kubelet", r"evict"),
     _kind("credential_stuffing", Category.security, "burst of failed logins (credential stuffing / brute force)",
-          r"login failed", r"invalid credentials", r"authentication failed", r"invalid password", r"account locked",
-          r"brute.?force", r"failed password"),
+          *_LOGIN_FAILURE),
     _kind("security_event", Category.security, "unauthorized access attempts",
-          r"unauthori[sz]ed", r"forbidden", r"access denied", r"permission denied", r"invalid token", r"signature .* invalid",
-          r"suspicious"),
+          *_ACCESS_REFUSED, r"permission denied", r"suspicious"),
     _kind("external_dependency", Category.external, "a third-party dependency is failing",
           r"provider", r"third.?party", r"https?://(?![^/\s]*(\.svc|\.local|localhost|127\.0\.0\.1))[^/\s]+\.[a-z]{2,}",
           r"circuit breaker", r"vendor", r"Service Unavailable", r"api\.[a-z0-9-]+\.(com|io|net)"),
