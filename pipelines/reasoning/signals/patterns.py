@@ -37,6 +37,7 @@ from datetime import datetime, timezone
 from anomaly import TemplateStats
 from anomaly.digest import BASELINE_PREFIX
 from pipelines.reasoning.base import Evidence
+from pipelines.reasoning.onset import MIN_SIDE_BUCKETS
 from pipelines.reasoning.signals.base import Finding, saturate
 from pipelines.schemas import Category, Span
 
@@ -163,7 +164,7 @@ class _Timeline:
         spans, wrote = self.spans[op], self.wrote[op].get(tid, [0] * self.buckets)
         out = []
         base = (baseline.wrote[op].get(tid, 0), baseline.spans.get(op, 0))
-        for k in range(1, self.buckets):
+        for k in range(MIN_SIDE_BUCKETS, self.buckets - MIN_SIDE_BUCKETS + 1):
             after = (sum(wrote[k:]), sum(spans[k:]))
             if after[1] < MIN_SPANS:
                 continue
