@@ -40,11 +40,11 @@ CPU_OVER_NETWORK = 0.5
 #: log kinds that name a category by themselves, whoever logs them (the culprit may log nothing)
 ROUTING_KINDS = {
     "db_connection_exhaustion", "database_error", "dns_failure", "credential_stuffing", "security_event",
-    "external_dependency", "memory_leak", "disk_full", "memory_pressure",
+    "external_dependency", "memory_leak", "disk_full", "memory_pressure", "network_agent",
 }
 #: signals whose findings name the owner of what failed (the database callers name, the service
-#: under attack), not the service that logged the lines
-OWNER_SIGNALS = {"dependencies", "security"}
+#: under attack, the node's network agent), not the service that logged the lines
+OWNER_SIGNALS = {"dependencies", "security", "node"}
 #: kinds of a node's resource running out (tried first when the logs route to several kinds)
 NODE_RESOURCE_KINDS = {"disk_full", "memory_pressure"}
 #: routing votes (summed strengths of log findings naming a kind) needed for the logs to route
@@ -179,7 +179,7 @@ def _routed_owner(by_service: dict[str, list[Finding]]) -> tuple[str, str, float
 
     Routing votes add the strength of the log findings whose evidence names a kind of shared
     resource (``ROUTING_KINDS``); the owner is a service an owner signal (``OWNER_SIGNALS``: the
-    dependencies callers name, the service under attack) names with a fault type of the routed
+    dependencies callers name, the service under attack, the network agent) names with a fault type of the routed
     category, the strongest such finding winning. None when the logs do
     not route or no candidate owns the resource: the category then follows the top hypothesis.
     """

@@ -71,6 +71,12 @@ PLAYBOOKS: dict[str, list[Step]] = {
         Step("Check NetworkPolicies and recent changes in the namespace", "kubectl get networkpolicy -n {namespace}", "A policy blocking the path", L),
         Step("Revert the network change that blocks the path", None, "Connections succeed again", M),
     ],
+    "network_agent": [
+        Step("Find the node whose pods the failing connections reach, and the network agent's pod on it", "kubectl get pods -A -o wide | grep <failing pod address>; kubectl get pods -n kube-system -o wide | grep {service}", "The failing addresses share one node; its agent restarted just before the errors", L),
+        Step("Read the network agent's warnings and the configuration it started with", "kubectl logs -n kube-system <{service} pod> --since=30m | grep -iE 'warn|error|mtu|route'", "A changed setting (MTU, encapsulation, routes) the agent warns about", L),
+        Step("Move traffic off the node while the agent is fixed", "kubectl cordon <node>; kubectl drain <node> --ignore-daemonsets --delete-emptydir-data", "Connections to the rescheduled pods succeed", M),
+        Step("Revert the agent's configuration change and restart it on the node", "kubectl rollout undo daemonset/{service} -n kube-system", "The agent starts with the previous settings; handshakes and resets stop", H),
+    ],
     "cpu_contention": [
         Step("Check node pressure and the pods of {service}", "kubectl top pod -n {namespace} -l app={service}; kubectl describe node $(kubectl get pod -n {namespace} -l app={service} -o jsonpath='{{.items[0].spec.nodeName}}') | grep -A5 Conditions", "CPU at its limit or the node saturated", L),
         Step("Find the noisy neighbour on the same node", "kubectl top pod -A --sort-by=cpu | head -20", "The pod consuming the node's CPU", L),

@@ -13,6 +13,7 @@ from pipelines.reasoning.signals.base import Finding, Signal
 from pipelines.reasoning.signals.dependencies import DependencySignal
 from pipelines.reasoning.signals.log_templates import LogTemplateSignal
 from pipelines.reasoning.signals.metrics import MetricDeviationSignal
+from pipelines.reasoning.signals.node_agents import NodeAgentSignal
 from pipelines.reasoning.signals.patterns import LogPatternSignal
 from pipelines.reasoning.signals.security import SecuritySignal
 from pipelines.reasoning.signals.traces import TraceSignal
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 SIGNALS: list[Signal] = [
     LogTemplateSignal(), MetricDeviationSignal(), TraceSignal(), LogPatternSignal(), DependencySignal(),
-    SecuritySignal(),
+    SecuritySignal(), NodeAgentSignal(),
 ]
 
 

@@ -128,6 +128,8 @@ FAULT_KINDS: list[FaultKind] = [
 # Kinds that come from measurements rather than words.
 FAULT_KINDS_MEASURED: list[FaultKind] = [
     _kind("latency", Category.application, "slow responses", r"(?!)"),
+    # from the order of events: a node's network agent spoke just before other services' network errors rose
+    _kind("network_agent", Category.network, "the node's network agent (CNI) breaking connections through its node", r"(?!)"),
 ]
 KINDS_BY_NAME = {k.name: k for k in [*FAULT_KINDS, *FAULT_KINDS_MEASURED]}
 
