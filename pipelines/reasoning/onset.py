@@ -66,3 +66,47 @@ def best_change(counts: Sequence[float], totals: Sequence[float], min_side: int 
         if best is None or llr > best.llr:
             best = Change(k, llr, c1 / e1 if e1 else 0.0, c2 / e2 if e2 else 0.0)
     return best
+
+
+def mean_llr(left: Sequence[float], right: Sequence[float]) -> float:
+    """Gaussian log-likelihood ratio of a shift in mean between two samples (pooled variance)."""
+    n1, n2 = len(left), len(right)
+    if n1 < 2 or n2 < 2:
+        return 0.0
+    n = n1 + n2
+    s1, s2 = sum(left), sum(right)
+    q = sum(v * v for v in left) + sum(v * v for v in right)
+    total = q / n - ((s1 + s2) / n) ** 2
+    within = (q - s1 * s1 / n1 - s2 * s2 / n2) / n
+    floor = 1e-6
+    return max(0.0, 0.5 * n * math.log(max(total, floor) / max(within, floor)))
+
+
+def after_rise(samples: Sequence[tuple[float, float]], width: float, min_side: int = MIN_SIDE_BUCKETS) -> list[float]:
+    """The values from a series' own change point on, when its level rose there; all values otherwise.
+
+    ``samples`` are (time, value) pairs; the level is the mean of ``log1p(value)``, so a latency
+    that went from 2 ms to 200 ms weighs as much as one from 20 ms to 2 s. A window that holds
+    the minutes before a fault and the minutes after it compares the after part with a baseline,
+    not a mixture of both.
+    """
+    values = [v for _, v in samples]
+    if not samples:
+        return values
+    first = min(t for t, _ in samples)
+    buckets: dict[int, list[float]] = {}
+    for t, v in samples:
+        buckets.setdefault(int((t - first) // width), []).append(math.log1p(max(v, 0.0)))
+    size = max(buckets) + 1
+    best_k, best_llr = None, 0.0
+    for k in range(min_side, size - min_side + 1):
+        left = [v for i in range(k) for v in buckets.get(i, [])]
+        right = [v for i in range(k, size) for v in buckets.get(i, [])]
+        if not left or not right or sum(right) / len(right) <= sum(left) / len(left):
+            continue
+        llr = mean_llr(left, right)
+        if llr > best_llr:
+            best_k, best_llr = k, llr
+    if best_k is None or best_llr < CHANGED_LLR:
+        return values
+    return [v for t, v in samples if int((t - first) // width) >= best_k]

@@ -328,3 +328,15 @@ def test_a_window_that_begins_unusual_and_returns_to_the_baseline_is_not_a_fault
     usual_spans, usual_rows = _traced(T0 - 3600, 60, broken_after=None)  # the baseline wrote it: it stopped
     stopped = _evidence(_digest(rows), _digest(usual_rows), spans=spans, baseline_spans=usual_spans)
     assert [f.service for f in LogPatternSignal().findings(stopped)] == ["routes"]
+
+
+def test_a_delay_that_began_late_in_the_window_is_measured_after_its_onset() -> None:
+    """Two minutes of normal calls, then one of delayed ones: over the whole window the median edge
+    is unchanged; from the edges' own change point on it is many times slower."""
+    window = [s for k in range(6) for s in _spans(T0 - 180 + 20 * k, None, 0.0)]
+    window += [s for k in range(3) for s in _spans(T0 - 60 + 20 * k, "payments", 40.0)]
+    baseline = [s for k in range(3) for s in _spans(T0 - 900 + 20 * k, None, 0.0)]
+    digest = _digest(_normal(T0 - 180))
+    evidence = _evidence(digest, _digest(_normal(T0 - 900)), spans=window, baseline_spans=baseline)
+    slow = {f.service for f in TraceSignal().findings(evidence) if f.fault_type == "network_delay"}
+    assert "payments" in slow

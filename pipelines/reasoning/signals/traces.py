@@ -8,6 +8,10 @@ the mean growth over all its edges, which separates the one that suffers from th
 causes. *Slowness inside a service* shows as a rise of its spans' self time (duration minus
 time spent in children). *Errors* are blamed on the deepest failing span of a trace: a
 caller that fails because its callee failed is a victim.
+
+Alerts fire minutes after a delay begins, so the window holds normal calls before it too: each
+edge's and each service's window values are taken from their own change point on, when their
+level rose there (``onset.after_rise``), and compared with the baseline.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import math
 from collections import defaultdict
 
 from pipelines.reasoning.base import Evidence
+from pipelines.reasoning.onset import after_rise
 from pipelines.reasoning.signals.base import Finding, median, saturate
 from pipelines.schemas import Category, Span
 
@@ -25,6 +30,7 @@ MIN_EDGE_GROWTH = 1.5  # window/baseline ratio of the edge gap that counts as sl
 MIN_SELF_GROWTH = 1.5
 SMOOTH_MS = 1.0
 CALLEE_PRIOR = 0.25  # a slow edge with no other clue is blamed mostly on the callee
+BUCKET_SECONDS = 10.0  # time buckets in which an edge's change point is looked for (as the digests')
 EDGE_SCALE = 1.5  # log-growth of slow edges (shared out) that gives 0.63: a 20x slower edge is strong evidence
 
 
@@ -37,25 +43,29 @@ def _index(spans: list[Span]) -> tuple[dict[str, Span], dict[str, list[Span]]]:
     return by_id, children
 
 
-def edge_gaps(spans: list[Span]) -> dict[tuple[str, str], list[float]]:
-    """(caller, callee) -> time spent between the caller's span and the callee's span, in ms."""
+def edge_gaps(spans: list[Span]) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    """(caller, callee) -> (start, time spent between the caller's span and the callee's span in ms)."""
     by_id, _ = _index(spans)
-    gaps: dict[tuple[str, str], list[float]] = defaultdict(list)
+    gaps: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for s in spans:
         parent = by_id.get(s.parent_id) if s.parent_id else None
         if parent is not None and parent.service != s.service:
-            gaps[(parent.service, s.service)].append(max(0.0, parent.duration_ms - s.duration_ms))
+            gaps[(parent.service, s.service)].append((s.start, max(0.0, parent.duration_ms - s.duration_ms)))
     return gaps
 
 
-def self_times(spans: list[Span]) -> dict[str, list[float]]:
-    """service -> self time of its spans (duration minus children's), in ms."""
+def self_times(spans: list[Span]) -> dict[str, list[tuple[float, float]]]:
+    """service -> (start, self time of its span: duration minus children's, in ms)."""
     _, children = _index(spans)
-    out: dict[str, list[float]] = defaultdict(list)
+    out: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for s in spans:
         inside = sum(c.duration_ms for c in children.get(s.span_id, []))
-        out[s.service].append(max(0.0, s.duration_ms - inside))
+        out[s.service].append((s.start, max(0.0, s.duration_ms - inside)))
     return out
+
+
+def _values(samples: list[tuple[float, float]]) -> list[float]:
+    return [v for _, v in samples]
 
 
 def _growth(window: list[float], baseline: list[float]) -> float | None:
@@ -80,7 +90,10 @@ class TraceSignal:
         return sorted(out, key=lambda f: -f.strength)
 
     def _edges(self, evidence: Evidence) -> list[Finding]:
-        window, baseline = edge_gaps(evidence.spans), edge_gaps(evidence.baseline_spans)
+        # the window's part after each edge's own change point: an alert fires minutes after a
+        # delay began, and the window's minutes before it would dilute the growth
+        window = {edge: after_rise(gaps, BUCKET_SECONDS) for edge, gaps in edge_gaps(evidence.spans).items()}
+        baseline = {edge: _values(gaps) for edge, gaps in edge_gaps(evidence.baseline_spans).items()}
         growth: dict[tuple[str, str], float] = {}
         for edge, gaps in window.items():
             g = _growth(gaps, baseline.get(edge, []))
@@ -132,7 +145,8 @@ class TraceSignal:
         return out
 
     def _self_time(self, evidence: Evidence) -> list[Finding]:
-        window, baseline = self_times(evidence.spans), self_times(evidence.baseline_spans)
+        window = {s: after_rise(times, BUCKET_SECONDS) for s, times in self_times(evidence.spans).items()}
+        baseline = {s: _values(times) for s, times in self_times(evidence.baseline_spans).items()}
         out = []
         for service, values in window.items():
             growth = _growth(values, baseline.get(service, []))
