@@ -8,20 +8,16 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from anomaly import AnomalyReport, Digest, LogRecord
 from pipelines.reasoning.base import Evidence
 from pipelines.reasoning.evidence import EvidenceReasoner
 from pipelines.reasoning.signals.node_agents import NodeAgentSignal, is_network_agent
 from pipelines.schemas import Alert, Category, RiskLevel
+from tests.support.evidence_rows import evidence_of
 
 T0 = 1_700_000_000.0
 ALERT = Alert(name="SlowResponseTime", timestamp=datetime.fromtimestamp(T0, tz=timezone.utc),
               labels={"service": "orders", "namespace": "shop"})
 AGENT = "cilium-agent"
-
-
-def _digest(rows):
-    return Digest.from_records([LogRecord(message=m, timestamp=t, level=lv, service=s) for s, lv, m, t in rows])
 
 
 def _normal(start: float, n: int = 100):
@@ -51,7 +47,7 @@ def _agent_restart(at: float):
 
 
 def _evidence(rows) -> Evidence:
-    return Evidence(alert=ALERT, summary="", digest=_digest(_normal(T0 - 300) + rows), report=AnomalyReport())
+    return evidence_of(ALERT, _normal(T0 - 300) + rows)
 
 
 def test_network_errors_of_several_services_right_after_the_agent_warns_name_the_agent() -> None:

@@ -8,21 +8,17 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from anomaly import AnomalyReport, Digest, LogRecord
 from pipelines.reasoning.base import Evidence
 from pipelines.reasoning.evidence import EvidenceReasoner
 from pipelines.reasoning.signals.lexicon import http_status
 from pipelines.reasoning.signals.security import SecuritySignal, refused_share, sources
 from pipelines.schemas import Alert, Category
+from tests.support.evidence_rows import digest_of, evidence_of
 
 T0 = 1_700_000_000.0
 ALERT = Alert(name="HighErrorRate", timestamp=datetime.fromtimestamp(T0, tz=timezone.utc),
               labels={"service": "edge", "namespace": "shop"})
 ATTACKERS = ("198.51.77.9", "203.0.113.200", "45.12.8.77")  # any public addresses
-
-
-def _digest(rows: list[tuple[str, str, str, float]]) -> Digest:
-    return Digest.from_records([LogRecord(message=m, timestamp=t, level=lv, service=s) for s, lv, m, t in rows])
 
 
 def _normal(start: float, n: int = 100) -> list[tuple[str, str, str, float]]:
@@ -36,9 +32,7 @@ def _normal(start: float, n: int = 100) -> list[tuple[str, str, str, float]]:
 
 
 def _evidence(fault_rows, baseline: bool = False) -> Evidence:
-    window = _digest(_normal(T0 - 300) + fault_rows)
-    base = _digest(_normal(T0 - 900)) if baseline else None
-    return Evidence(alert=ALERT, summary="", digest=window, report=AnomalyReport(), baseline_digest=base)
+    return evidence_of(ALERT, _normal(T0 - 300) + fault_rows, _normal(T0 - 900) if baseline else None)
 
 
 def _ssh_burst(service: str = "edge", start: float = T0 - 150, n: int = 60, sources_=ATTACKERS):
@@ -126,5 +120,5 @@ def test_the_service_answering_the_attacker_outranks_the_token_checker_it_asks()
 
 
 def test_refused_share_of_a_template_without_refusals_is_zero() -> None:
-    digest = _digest(_normal(T0 - 300))
+    digest = digest_of(_normal(T0 - 300))
     assert all(refused_share(t) == 0 for t in digest.templates.values())

@@ -25,6 +25,7 @@ from pipelines.reasoning.onset import best_change
 from pipelines.reasoning.signals.base import Finding, saturate
 from pipelines.reasoning.signals.lexicon import KINDS_BY_NAME, kinds_in
 from pipelines.reasoning.signals.log_templates import GROWTH_FACTOR
+from pipelines.reasoning.signals.security import bucket_series
 
 #: names the CNI daemons and the service proxy give their pods and units
 NETWORK_AGENT_NAMES = (
@@ -103,34 +104,26 @@ def _network_onset(digest: Digest, agents: set[str]) -> tuple[float, float, set[
         others = {s for s in t.services if s and s not in agents}
         if others:
             chosen[tid] = others
-    buckets = digest.bucket_counts()
-    if not chosen or not buckets:
+    if not chosen:
         return None
-    width = digest.bucket_seconds
-    first = min(buckets)
-    size = int(round((max(buckets) - first) / width)) + 1
-    counts, totals = [0.0] * size, [0.0] * size
-    per_tid: dict[str, list[float]] = {tid: [0.0] * size for tid in chosen}
-    for b, row in buckets.items():
-        i = int(round((b - first) / width))
-        for tid, n in row.items():
-            totals[i] += n
-            if tid in chosen:
-                counts[i] += n
-                per_tid[tid][i] += n
+    series, totals = bucket_series(digest, {tid: [("", 1.0), (tid, 1.0)] for tid in chosen})
+    if not totals:
+        return None
+    counts, size = series[""], len(totals)
+    per_tid = {tid: series.get(tid, [0.0] * size) for tid in chosen}
     change = best_change(counts, totals)
     if change is None or not change.significant or change.rate_after <= GROWTH_FACTOR * change.rate_before:
         return None
     after = sum(counts[change.index:]) - change.rate_before * sum(totals[change.index:])
     # the services whose own errors rose after the change (not the ones steady through it)
     rising = set()
-    for tid, series in per_tid.items():
-        before, later = sum(series[:change.index]), sum(series[change.index:])
+    for tid, own in per_tid.items():
+        before, later = sum(own[:change.index]), sum(own[change.index:])
         if later > GROWTH_FACTOR * before * max(1, size - change.index) / max(1, change.index):
             rising |= chosen[tid]
     top = max((tid for tid in chosen if chosen[tid] & rising), key=lambda tid: digest.templates[tid].count, default=None)
     proof = f'"{_short(digest.templates[top])}" x{digest.templates[top].count}' if top else ""
-    return first + change.index * width, after, rising, proof
+    return min(digest.bucket_counts()) + change.index * digest.bucket_seconds, after, rising, proof
 
 
 def _short(t: TemplateStats) -> str:

@@ -132,8 +132,9 @@ def _refused(digest: Digest) -> dict[tuple[str, str], float]:
     return out
 
 
-def _series(digest: Digest, refused: dict[tuple[str, str], float]) -> tuple[dict[str, list[float]], list[float]]:
-    """Per service, its refusals per time bucket; and all lines per bucket."""
+def bucket_series(digest: Digest, keys: dict[str, list[tuple[str, float]]]) -> tuple[dict[str, list[float]], list[float]]:
+    """Per key, the lines of its templates per time bucket (each template id maps to (key, share)
+    pairs); and all lines per bucket, the exposure a change point compares shares against."""
     buckets = digest.bucket_counts()
     if not buckets:
         return {}, []
@@ -141,17 +142,22 @@ def _series(digest: Digest, refused: dict[tuple[str, str], float]) -> tuple[dict
     first = min(buckets)
     size = int(round((max(buckets) - first) / width)) + 1
     totals = [0.0] * size
-    by_tid: dict[str, list[tuple[str, float]]] = defaultdict(list)
-    for (service, tid), n in refused.items():
-        by_tid[tid].append((service, n / digest.templates[tid].count))
     series: dict[str, list[float]] = defaultdict(lambda: [0.0] * size)
     for b, counts in buckets.items():
         i = int(round((b - first) / width))
         for tid, n in counts.items():
             totals[i] += n
-            for service, share in by_tid.get(tid, ()):
-                series[service][i] += n * share
+            for key, share in keys.get(tid, ()):
+                series[key][i] += n * share
     return dict(series), totals
+
+
+def _series(digest: Digest, refused: dict[tuple[str, str], float]) -> tuple[dict[str, list[float]], list[float]]:
+    """Per service, its refusals per time bucket; and all lines per bucket."""
+    keys: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    for (service, tid), n in refused.items():
+        keys[tid].append((service, n / digest.templates[tid].count))
+    return bucket_series(digest, keys)
 
 
 def _rise(counts: list[float], totals: list[float]) -> tuple[float, str]:
