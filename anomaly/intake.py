@@ -8,12 +8,15 @@ give the line's service, pod, container and host; a pod's name gives its workloa
 The work runs as vectorized polars kernels over a batch of lines, so the same code
 serves a handful of lines from an API request and millions in the benchmark.
 Bad lines never raise: oversized lines are truncated, undecodable bytes are replaced,
-binary garbage and empty lines are dropped, and every one of these is counted.
+binary garbage and empty lines are dropped, and every one of these is counted. A time
+outside ``EARLIEST_SECONDS`` (1970) .. now + ``MAX_FUTURE_SECONDS`` (a day: clock skew), or
+not finite, is treated as missing and counted as ``timestamp_out_of_range``.
 Stack-trace continuation lines are joined to the record they belong to.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -44,6 +47,10 @@ _EXCEPTION_LINE = (
     r"|(?:[a-zA-Z_][\w$]*\.)+[A-Z][\w$]*: |[\w./*()-]+\(.*\)$)"
 )
 _BINARY = r"[\x00-\x08\x0e-\x1f\x7f]"
+#: the times a line may carry: from the epoch to a day ahead of this machine's clock (skew between
+#: hosts); anything else (``"ts": 1e30``, a year 5138, -5, NaN) is a broken clock or a hostile line
+EARLIEST_SECONDS = 0.0
+MAX_FUTURE_SECONDS = 86_400.0
 
 #: JSON keys read per field, anywhere in the object (nested keys such as
 #: ``kubernetes.pod_name`` are found by their last name).
@@ -330,7 +337,13 @@ def parse_frame(
         df, pl.col("level").is_null(),
         lambda d: d.with_columns(t.str.slice(0, 120).str.extract(_LEVEL_WORD, 1).alias("level")),
     )
-    df = with_syslog_year(_with_timestamp(df, "time")).with_columns(
+    df = _with_timestamp(df, "time")
+    sane = pl.col("timestamp").is_between(EARLIEST_SECONDS, time.time() + MAX_FUTURE_SECONDS)  # NaN, inf: false
+    n_insane = int(df.select((pl.col("timestamp").is_not_null() & ~sane).sum()).item())
+    if n_insane:
+        dropped["timestamp_out_of_range"] = dropped.get("timestamp_out_of_range", 0) + n_insane
+        df = df.with_columns(pl.when(sane).then(pl.col("timestamp")).alias("timestamp"))
+    df = with_syslog_year(df).with_columns(
         _normalize_level(pl.col("level")).alias("level"),
         _service(pl.lit(service, dtype=pl.String)).alias("service"),
     )

@@ -13,6 +13,7 @@ are reached through the handles given at composition (``pipelines/app.py``).
 import asyncio
 import functools
 import logging
+import sys
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -78,13 +79,36 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
     return JSONResponse(status_code=422, content={"detail": "; ".join(problems[:20]), "errors": problems[:100]})
 
 
+def body_problem(cause: BaseException | None) -> tuple[int, str, str]:
+    """Why a body could not be read: (status, rejection reason, what to tell the caller).
+
+    FastAPI turns every failure while reading and decoding a body into one bare 400; the
+    exception it wraps says which it was: over the size limit while streaming (a chunked
+    body declares no length), nested deeper than the JSON decoder's recursion allows, or bytes
+    that are not UTF-8.
+    """
+    if isinstance(cause, BodyTooLarge):
+        return 413, "body_too_large", str(cause)
+    if isinstance(cause, RecursionError):
+        return 422, "too_deep", ("body: JSON nested too deeply to decode (the decoder stops near "
+                                 f"{MAX_JSON_DEPTH} levels; no body of this API needs more than 10)")
+    if isinstance(cause, UnicodeDecodeError):
+        return 422, "invalid_input", f"body: not valid JSON (undecodable bytes: {cause.reason} at byte {cause.start})"
+    return 422, "invalid_input", f"body: could not be decoded ({type(cause).__name__ if cause else 'unknown error'})"
+
+
+#: where Python's JSON decoder gives up (its recursion limit, less what the server's stack holds)
+MAX_JSON_DEPTH = sys.getrecursionlimit()
+
+
 @api.exception_handler(StarletteHTTPException)
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-    """FastAPI answers an unparsable body (bytes that are not UTF-8) with a bare 400; say what it is, as a 422."""
+    """FastAPI answers a body it could not read with a bare 400; say what was wrong (see ``body_problem``)."""
     if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
-        metrics.count_rejected("invalid_input")
-        problem = "body: not valid JSON (undecodable bytes)"
-        return JSONResponse(status_code=422, content={"detail": problem, "errors": [problem]})
+        status, reason, problem = body_problem(exc.__cause__)
+        metrics.count_rejected(reason)
+        content: dict[str, Any] = {"detail": problem} if status == 413 else {"detail": problem, "errors": [problem]}
+        return JSONResponse(status_code=status, content=content)
     return await http_exception_handler(request, exc)
 
 
@@ -212,6 +236,7 @@ class Ingress:
                     self._pipeline,
                     context_window_seconds=self._settings.context_window_seconds,
                     gather_context=gather,
+                    context_wait_seconds=self._settings.context_wait_seconds,
                 )
         return self._service
 

@@ -443,7 +443,7 @@ def _replay(contexts: list[tuple[str, Callable[[], Any]]], settings: Settings, l
     """Analyze each ``(name, build_context)`` through the Serve application, as ``POST /analyze`` does.
 
     Returns ``(context, analysis, seconds)``; the reader's degraded reasons (skipped rows, ignored
-    files, short history) are added to the analysis' own.
+    files, short history) go with the request, so the stored analysis records them too.
     """
     from pipelines import runtime
     from pipelines.evaluation.nezha import NezhaDatasetError
@@ -461,13 +461,11 @@ def _replay(contexts: list[tuple[str, Callable[[], Any]]], settings: Settings, l
                     raise CliError(str(exc)) from exc
                 body = AnalyzeRequest(alert=context.alert, context_window=settings.context_window_seconds,
                                       logs=context.window.logs, metrics=context.window.metrics,
-                                      spans=context.window.spans, baseline=context.baseline)
+                                      spans=context.window.spans, baseline=context.baseline,
+                                      degraded_reasons=context.degraded_reasons)
                 started = time.perf_counter()
                 analysis = Analysis.model_validate(local.ingress.analyze.remote(body).result())
                 elapsed = time.perf_counter() - started
-                if context.degraded_reasons:
-                    reasons = [*analysis.degraded_reasons, *context.degraded_reasons]
-                    analysis = analysis.model_copy(update={"degraded": True, "degraded_reasons": reasons})
                 results.append((context, analysis, elapsed))
                 progress.advance(task)
     return results

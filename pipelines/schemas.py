@@ -8,11 +8,21 @@ one name everywhere.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 MAX_SUMMARY_WORDS = 200
 
@@ -61,6 +71,36 @@ def time_problem(where: str, value: datetime | None) -> str | None:
     return None
 
 
+#: A lone UTF-16 surrogate half: JSON's ``"\\ud800"`` decodes to one, but no UTF-8 text (PostgreSQL, Arrow,
+#: a log file) can hold it. A pair is decoded to one code point, so any surrogate left is a lone one.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Unicode's bidirectional controls (UAX #9: embeddings, overrides, isolates and the implicit marks):
+#: in a name they make a dashboard show other text than the one stored (``web\u202eipa`` reads ``webapi``).
+BIDI_CONTROL = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def text_problem(where: str, text: str, *, names: bool = False) -> str | None:
+    """Why ``text`` is refused at ``where``: a lone surrogate, or (``names``: an identifier) a bidi control."""
+    found = LONE_SURROGATE.search(text)
+    if found:
+        return f"{where} holds a lone UTF-16 surrogate (U+{ord(found.group()):04X}), which is not valid Unicode"
+    found = BIDI_CONTROL.search(text) if names else None
+    if found:
+        return (f"{where} holds the bidirectional control character U+{ord(found.group()):04X}, which makes "
+                "dashboards show another text than the one stored; names may not carry it")
+    return None
+
+
+def _check_texts(field: str, values: dict[str, str], *, names: bool = False) -> dict[str, str]:
+    """Every key and value of a label or annotation map, checked with :func:`text_problem`."""
+    for key, value in values.items():
+        problem = text_problem(f"{field}: key {key!r}", key, names=names) or text_problem(
+            f"{field}.{key}", value, names=names)
+        if problem:
+            raise ValueError(problem)
+    return values
+
+
 class Alert(BaseModel):
     """One alert, as our API takes it (and as an Alertmanager alert is converted to)."""
 
@@ -81,6 +121,12 @@ class Alert(BaseModel):
         if isinstance(value, str) and value.lower() not in Severity.__members__:
             return Severity.unknown
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("labels", "annotations")
+    @classmethod
+    def _valid_unicode(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        # lone surrogates only: an alert already stored with a bidi control must still be readable
+        return _check_texts(info.field_name or "labels", value)
 
     @field_validator("timestamp", "ends_at")
     @classmethod
@@ -119,6 +165,11 @@ class AlertmanagerAlert(BaseModel):
     ends_at: datetime | None = Field(default=None, alias="endsAt")
     generator_url: str = Field(default="", alias="generatorURL")
     fingerprint: str = ""
+
+    @field_validator("labels", "annotations")
+    @classmethod
+    def _valid_texts(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        return _check_texts(info.field_name or "labels", value, names=info.field_name == "labels")
 
     @model_validator(mode="after")
     def _needs_alertname(self) -> "AlertmanagerAlert":
@@ -266,17 +317,39 @@ class IncidentContext(BaseModel):
     degraded_reasons: list[str] = Field(default_factory=list, description="context sources that failed")
 
 
+def _plain_names(alert: Alert) -> Alert:
+    """An incoming alert's name and labels carry no bidirectional control (see ``BIDI_CONTROL``)."""
+    problem = text_problem("name", alert.name, names=True)
+    if problem:
+        raise ValueError(problem)
+    _check_texts("labels", alert.labels, names=True)
+    return alert
+
+
 class AnalyzeRequest(BaseModel):
     """Body of ``POST /analyze``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    alert: Alert
+    alert: Annotated[Alert, AfterValidator(_plain_names)]
     context_window: int = Field(default=300, ge=1, le=86_400, description="seconds of context before the alert")
     logs: list[LogInput] = Field(default_factory=list, description="log lines (text) or log events")
     metrics: list[MetricSeries] = Field(default_factory=list)
     spans: list[Span] = Field(default_factory=list)
     baseline: Telemetry | None = None
+    degraded_reasons: list[Annotated[str, Field(max_length=2000)]] = Field(
+        default_factory=list, max_length=100,
+        description="what the caller's own reading of the context lost (skipped rows, ignored files); "
+        "recorded on the analysis with the pipeline's own reasons")
+
+    @field_validator("degraded_reasons")
+    @classmethod
+    def _valid_reasons(cls, value: list[str]) -> list[str]:
+        for i, reason in enumerate(value):
+            problem = text_problem(f"degraded_reasons.{i}", reason)
+            if problem:
+                raise ValueError(problem)
+        return value
 
 
 # ---------------------------------------------------------------- analysis out

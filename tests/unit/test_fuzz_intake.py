@@ -8,6 +8,7 @@ next to the bad ones are all kept.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 
 from hypothesis import HealthCheck, given, settings
@@ -144,3 +145,92 @@ def test_alertmanager_parser_survives_raw_bytes(raw: bytes) -> None:
         AlertmanagerWebhook.model_validate_json(raw)
     except ValidationError:
         pass
+
+
+# ---------------------------------------------------------------- what a probe sent (issue 16)
+
+LONE_SURROGATES = st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff"])
+BIDI_CONTROLS = st.sampled_from(["\u202e", "\u202d", "\u202a", "\u202b", "\u202c", "\u2066", "\u2067", "\u2068", "\u2069",
+                                 "\u200e", "\u200f", "\u061c"])
+EXTREME_NUMBERS = st.one_of(st.sampled_from(["1e30", "1e20", "-1", "-1e30", "NaN", "inf", "-inf", "1e308", "0.0",
+                                             "99999999999999999999999"]),
+                            st.floats(allow_nan=True, allow_infinity=True).map(repr))
+hostile_unicode_text = st.builds(lambda a, s, b: a + s + b, st.text(max_size=20), st.one_of(LONE_SURROGATES, BIDI_CONTROLS),
+                                 st.text(max_size=20))
+
+
+@FUZZ
+@given(good=good_lines, ts=EXTREME_NUMBERS, form=st.sampled_from(['{{"ts": {ts}, "level": "error", "msg": "boom"}}',
+                                                                 '{{"time": "{ts}", "msg": "boom"}}',
+                                                                 "ts={ts} level=error msg=boom", "{ts} ERROR boom"]))
+def test_extreme_times_in_lines_are_missing_and_counted_never_raised(good: list[str], ts: str, form: str) -> None:
+    from anomaly import parse_lines
+    from anomaly.intake import MAX_FUTURE_SECONDS
+
+    intake = parse_lines([*good, form.format(ts=ts)])
+    assert len(intake.records) >= len(good)
+    latest = time.time() + MAX_FUTURE_SECONDS
+    for record in intake.records:
+        assert record.timestamp is None or 0 <= record.timestamp <= latest, record
+    digest_chunk([*good, form.format(ts=ts)], max_line_bytes=MAX_LINE_BYTES)
+
+
+def test_the_probes_times_are_counted_as_out_of_range() -> None:
+    from anomaly import parse_lines
+
+    for line in ('{"ts": 1e30, "msg": "boom"}', "ts=1e30 msg=boom", '{"ts": 1e20, "msg": "year 5138"}',
+                 "1969-12-31T23:59:59Z ERROR before the epoch"):
+        intake = parse_lines([line])
+        assert intake.records[0].timestamp is None and intake.dropped == {"timestamp_out_of_range": 1}, line
+    ok = parse_lines(['{"ts": 1704623341, "msg": "fine"}'])
+    assert ok.records[0].timestamp == 1704623341 and ok.dropped == {}
+
+
+@FUZZ
+@given(name=hostile_unicode_text, where=st.sampled_from(["alertname", "service", "label_key", "annotation"]),
+       n_good=st.integers(1, 3))
+def test_webhook_rejects_only_the_alert_with_a_lone_surrogate_or_bidi_control(name: str, where: str, n_good: int) -> None:
+    labels = {"alertname": "HighErrorRate", "service": "checkout"}
+    annotations = {"summary": "s"}
+    if where == "alertname":
+        labels["alertname"] = name
+    elif where == "service":
+        labels["service"] = name
+    elif where == "label_key":
+        labels[name] = "x"
+    else:
+        annotations["description"] = name
+    starts = datetime(2024, 1, 7, 10, 30, tzinfo=timezone.utc)
+    good = [_alert({"alertname": f"Good{i}", "service": "checkout"}, starts) for i in range(n_good)]
+    bad = {**_alert(labels, starts), "annotations": annotations}
+    webhook = AlertmanagerWebhook.model_validate({"version": "4", "status": "firing", "alerts": [*good, bad]})
+    valid, rejected = webhook.valid_alerts()
+    # the name holds a lone surrogate (refused anywhere) or a bidi control (refused in labels only)
+    refused = any("\ud800" <= c <= "\udfff" for c in name) or where != "annotation"
+    assert len(valid) == n_good + (not refused), (name, where, rejected)
+    for alert in valid:
+        alert.to_alert()  # never fails after validation
+    if refused:
+        assert [r.index for r in rejected] == [n_good] and rejected[0].error.startswith(f"body.alerts.{n_good}.")
+        assert "surrogate" in rejected[0].error or "bidirectional" in rejected[0].error
+
+
+@FUZZ
+@given(name=hostile_unicode_text, where=st.sampled_from(["name", "service", "annotation"]))
+def test_analyze_request_names_the_field_holding_a_lone_surrogate_or_bidi_control(name: str, where: str) -> None:
+    alert: dict = {"name": "HighErrorRate", "timestamp": "2024-01-07T10:30:00Z", "labels": {"service": "checkout"}}
+    if where == "name":
+        alert["name"] = name
+    elif where == "service":
+        alert["labels"]["service"] = name
+    else:
+        alert["annotations"] = {"description": name}
+    try:
+        request = AnalyzeRequest.model_validate({"alert": alert, "logs": [name]})
+    except ValidationError as exc:
+        errors = exc.errors()
+        assert errors and all(err["loc"][0] == "alert" for err in errors), errors
+        assert any(w in str(errors) for w in ("surrogate", "bidirectional", "unicode string")), errors
+        return
+    assert where == "annotation" and not any("\ud800" <= c <= "\udfff" for c in name)
+    assert request.logs == [name], "log text is kept (IncidentService repairs and counts it)"
