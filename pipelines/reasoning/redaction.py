@@ -14,6 +14,7 @@ to a data set.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -68,6 +69,18 @@ _PASSWORD_FIELD = re.compile(
     r"|(?:access|auth|api|refresh|session)[_-]?token))"
     r"[\"']?\s*[:=]\s*[\"']?)(?P<secret>(?!\[REDACTED:)[^\s\"',;&}]{3,})"
 )
+# A key name, then - within a few words, with or without ``=``/``:`` - a value shaped like a secret
+# (``AWS_SECRET_ACCESS_KEY q8Vn3Rb+...``, ``--client-secret 9f8e...``, ``api key is ...``). The value
+# is judged by :func:`_secret_shaped` (length, mixed characters, entropy), so ordinary words after a
+# key name ("token expired for user") stay.
+_KEY_NAME = (r"(?<![A-Za-z0-9])(?i:(?:aws[_\-. ]?)?secret(?:[_\-. ]?access)?(?:[_\-. ]?key)?"
+             r"|(?:client|app|shared)[_\-. ]?secret|private[_\-. ]?key|api[_\-. ]?key|apikey"
+             r"|(?:access|auth|api|refresh|session|bearer|security)[_\-. ]?token|password|passwd|pwd|credentials?)")
+_KEYED_SECRET = re.compile(
+    rf"(?P<head>{_KEY_NAME}(?![A-Za-z0-9])[\"']?\s*(?:[:=]|=>|->)?\s*(?P<words>(?:[\w-]{{1,12}}\s+){{0,4}}?)[\"']?)"
+    r"(?P<secret>[A-Za-z0-9+/=_\-.~!@#$%^&*]{16,})"
+)
+_AWS_KEY_NAME = re.compile(r"(?i)aws|access")
 _EMAIL = re.compile(r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b")
 # Payment card numbers start with 2-6 (ISO/IEC 7812 industry identifiers for cards); a leading
 # 1 would mostly be epoch-millisecond timestamps.
@@ -86,6 +99,36 @@ def _whole(kind: str) -> Callable[[re.Match[str]], str]:
         return _marker(kind)
 
     return repl
+
+
+def _secret_shaped(value: str, *, strict: bool = False) -> bool:
+    """A credential's shape: 16+ characters of letters with digits (or symbols) mixed in, high entropy.
+
+    A random base64/hex/alphanumeric value of 16+ characters has about 3.5+ bits per character;
+    words and identifiers (``ConnectionRefused``, ``checkout-service``) have no digits or repeat
+    their letters; paths and URLs are not values. ``strict`` (a value a few words after its key
+    name): upper case, lower case and digits all three, which lower-case pod names and ids lack.
+    """
+    if value.startswith(("[REDACTED", "/", "./", "~/")) or "://" in value:
+        return False
+    upper, lower = any(c.isupper() for c in value), any(c.islower() for c in value)
+    digit, symbol = any(c.isdigit() for c in value), any(not c.isalnum() for c in value)
+    if strict and not (upper and lower and digit):
+        return False
+    classes = upper + lower + digit + symbol
+    if classes < 3 and not (classes == 2 and digit and len(value) >= 20):
+        return False
+    counts = {c: value.count(c) for c in set(value)}
+    entropy = -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+    return entropy >= 3.2
+
+
+def _keyed_secret(match: re.Match[str]) -> str:
+    secret = match.group("secret").rstrip(".")
+    if not _secret_shaped(secret, strict=bool(match.group("words"))):
+        return match.group(0)
+    kind = "aws_secret" if _AWS_KEY_NAME.search(match.group("head")) and "secret" in match.group("head").lower() else "secret"
+    return match.group("head") + _marker(kind) + match.group("secret")[len(secret):]
 
 
 def _card(match: re.Match[str]) -> str:
@@ -110,6 +153,7 @@ _RULES: Sequence[tuple[str, re.Pattern[str], Callable[[re.Match[str]], str], tup
     ("slack_token", _SLACK, _whole("slack_token"), ("xox", "hooks.slack.com")),
     ("token", _PREFIXED_TOKEN, _whole("token"), ("akia", "asia", "gh", "xox", "eyj")),
     ("password", _PASSWORD_FIELD, _keep_head("password"), ("pass", "pwd", "secret", "key", "token")),
+    ("secret", _KEYED_SECRET, _keyed_secret, ("pass", "pwd", "secret", "key", "token", "credential")),
     ("email", _EMAIL, _whole("email"), ("@",)),
     ("card_number", _CARD, _card, None),
 )

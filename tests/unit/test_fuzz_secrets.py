@@ -57,6 +57,7 @@ def secret_corpus(seed: int = 8) -> list[Secret]:
     password = _fake(alnum, 16, rng)
     email = f"{_fake('abcdefghij', 6, rng)}.{_fake('klmnopqrst', 5, rng)}@example-corp.com"
     card = "4111 1111 1111 1111"
+    aws_secret_spaced = _fake(alnum + "/+", 40, rng)  # drawn last: the values above stay as they were
     return [
         Secret("aws_key", f"S3 upload denied for access key {aws_key} (AccessDenied)", aws_key),
         Secret("aws_secret", f"loaded config aws_secret_access_key={aws_secret} region=eu-west-1", aws_secret),
@@ -72,6 +73,9 @@ def secret_corpus(seed: int = 8) -> list[Secret]:
         Secret("password", f"login retry for admin password={password} failed", password),
         Secret("email", f"password reset mail to {email} bounced", email),
         Secret("card_number", f"payment declined for card {card} amount 42.00", card),
+        # no "=" or ":" after the key name: found by the value's shape near the name (issue 16)
+        Secret("aws_secret_no_separator", f"env AWS_SECRET_ACCESS_KEY {aws_secret_spaced} exported for the s3 sync job",
+               aws_secret_spaced),
     ]
 
 

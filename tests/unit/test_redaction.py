@@ -41,6 +41,16 @@ CASES = [
     ("email", "password reset mail sent to jane.doe+ops@example.co.uk", "jane.doe+ops@example.co.uk"),
     ("card_spaces", "charge failed for card 4111 1111 1111 1111 amount 10", "4111 1111 1111 1111"),
     ("card_plain", "card=5555555555554444 declined", "5555555555554444"),
+    # a key name followed by a secret-shaped value without "=" or ":" (issue 16)
+    ("aws_secret_spaced", "export AWS_SECRET_ACCESS_KEY q8Vn3Rb+Xk2LpQ9sT7wYz4Ab1Cd5Ef6Gh8Ij0KlMn loaded",
+     "q8Vn3Rb+Xk2LpQ9sT7wYz4Ab1Cd5Ef6Gh8Ij0KlMn"),
+    ("aws_secret_tab", "AWS_SECRET_ACCESS_KEY\twJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+    ("aws_secret_flag", "aws s3 sync --aws-secret-access-key q8Vn3Rb/Xk2LpQ9sT7wYz4Ab1Cd5Ef6Gh8Ij0KlMn s3://b",
+     "q8Vn3Rb/Xk2LpQ9sT7wYz4Ab1Cd5Ef6Gh8Ij0KlMn"),
+    ("secret_near_name", "the secret key for bucket logs is q8Vn3RbXk2LpQ9sT7wYz4Ab1Cd5Ef6Gh8Ij0KlMn.",
+     "q8Vn3RbXk2LpQ9sT7wYz4Ab1Cd5Ef6Gh8Ij0KlMn"),
+    ("api_key_spaced", "api key 9f8e7d6c5b4a39281706f5e4d3c2b1a0 rejected", "9f8e7d6c5b4a39281706f5e4d3c2b1a0"),
+    ("client_secret_quoted", 'client_secret "Zx8Yw7Vu6Ts5Rq4Po3Nm"', "Zx8Yw7Vu6Ts5Rq4Po3Nm"),
 ]
 
 
@@ -68,6 +78,12 @@ def test_context_around_a_secret_is_kept() -> None:
         "Token validation failed for session",
         "order 4111111111111112 not found",  # fails the Luhn check: an id, not a card
         "java.lang.OutOfMemoryError: Java heap space at com.example.Cache.put(Cache.java:42)",
+        # a key name followed by words, paths and names, not secrets
+        "secret rotation failed for service checkout-service-v2",
+        "access token expired for ConnectionRefusedException",
+        "private key file /etc/ssl/private/server-2024.key not found",
+        "Failed to pull secret for pod orders-7d9f8b6c5-x2k4q",
+        "credentials loaded from /var/run/secrets/eks.amazonaws.com/serviceaccount/token",
     ],
 )
 def test_ordinary_log_lines_are_left_alone(line: str) -> None:
