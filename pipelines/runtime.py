@@ -42,7 +42,7 @@ def start(
     ``http=False`` runs the app without an HTTP proxy (one-shot CLI commands), so it does
     not clash with an ``rca serve`` already listening on the port. ``metrics_port`` is
     Ray's metrics export port, where Prometheus scrapes the ``ray_rca_*`` metrics
-    (``rca serve`` uses 8080; None lets Ray pick one).
+    (``rca serve`` uses 8080; None lets Ray pick one); it listens where ``ray_node_options`` says.
     """
     import ray
     from ray import serve
@@ -55,19 +55,22 @@ def start(
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
         if address:
-            # join the cluster the operator named (e.g. a head started with `ray start`)
+            # join the cluster the operator named (e.g. a head started with `ray start`): where its
+            # metrics port listens was decided there (`ray start --node-ip-address`)
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         else:
             # "local": always a new instance, never a stale `ray start` cluster found in /tmp/ray
-            ray.init(
-                address="local",
-                num_cpus=num_cpus or os.cpu_count() or 2,
-                include_dashboard=dashboard,
-                log_to_driver=False,
-                logging_level=logging.WARNING,
-                configure_logging=True,
-                _metrics_export_port=metrics_port,
-            )
+            with _node_address(settings):
+                ray.init(
+                    address="local",
+                    num_cpus=num_cpus or os.cpu_count() or 2,
+                    include_dashboard=dashboard,
+                    log_to_driver=False,
+                    logging_level=logging.WARNING,
+                    configure_logging=True,
+                    _metrics_export_port=metrics_port,
+                    **ray_node_options(settings),
+                )
     if http:
         serve.start(http_options={"host": settings.host, "port": settings.port})
     else:
@@ -79,6 +82,40 @@ def start(
         logging_config={"enable_access_log": False, "log_level": "WARNING"},
     )
     return LocalApp(settings=settings, ingress=handle)
+
+
+def ray_node_options(settings: Settings) -> dict[str, Any]:
+    """Where the local Ray node's metrics export port listens (README "Security").
+
+    Ray's metrics agent binds loopback when the node's address is loopback, else every
+    interface; it has no setting of its own. So a loopback choice (``RCA_METRICS_HOST``, or
+    ``RCA_HOST`` when unset) gives the node 127.0.0.1, which keeps the node's other ports
+    (GCS, raylet, agents) on loopback too; "0.0.0.0" leaves the address to Ray (every
+    interface, for a Prometheus on another host).
+    """
+    return {"_node_ip_address": "127.0.0.1"} if settings.metrics_loopback else {}
+
+
+@contextmanager
+def _node_address(settings: Settings) -> Iterator[None]:
+    """Let ``ray.init`` keep a loopback node address.
+
+    Ray 2.60 replaces a loopback ``_node_ip_address`` by the machine's reachable address unless
+    its "local only" switch is off (``ray_constants.ENABLE_RAY_CLUSTER``, what Ray uses on macOS
+    and Windows; read at call time by ``services.get_node_ip_address``). Measured: with it off
+    for the call, the metrics agent, GCS, raylet and agents all listen on 127.0.0.1.
+    """
+    if not settings.metrics_loopback:
+        yield
+        return
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
 def stop() -> None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipelines.context_window import DEFAULT_AFTER_SECONDS
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+ALL_INTERFACES = ("0.0.0.0", "::")
 
 DEFAULT_PROMETHEUS_QUERIES: dict[str, str] = {
     "cpu_usage_percent": 'sum(rate(container_cpu_usage_seconds_total{{container="{service}"}}[1m])) * 100',
@@ -107,6 +110,23 @@ class Settings(BaseSettings):
     # --- HTTP
     host: str = Field(default="127.0.0.1", validation_alias="RCA_HOST")
     port: int = Field(default=8000, ge=1, le=65535, validation_alias="RCA_PORT")
+    # Ray's metrics export port (README "Security"): loopback, or every interface ("0.0.0.0") for a
+    # Prometheus on another host; unset, it follows RCA_HOST (loopback for a local `rca serve`).
+    metrics_host: str | None = Field(default=None, validation_alias="RCA_METRICS_HOST")
+
+    @field_validator("metrics_host")
+    @classmethod
+    def _metrics_bind(cls, value: str | None) -> str | None:
+        if value is not None and value not in LOOPBACK_HOSTS + ALL_INTERFACES:
+            raise ValueError(
+                f"RCA_METRICS_HOST={value!r}: Ray's metrics agent listens either on loopback (127.0.0.1) or on "
+                "every interface (0.0.0.0), never on one chosen interface; pick one and firewall the port")
+        return value
+
+    @property
+    def metrics_loopback(self) -> bool:
+        """Whether Ray's metrics export port listens on loopback only (RCA_METRICS_HOST, else RCA_HOST)."""
+        return (self.metrics_host or self.host) in LOOPBACK_HOSTS
 
     @property
     def llm_configured(self) -> bool:

@@ -92,3 +92,110 @@ def test_instructions_in_logs_do_not_change_the_evidence_reasoners_ranking(admin
     assert b["classification"]["category"] == a["classification"]["category"]
     assert all(h["service"] != "frontend-service" or h["service"] in [x["service"] for x in a["hypotheses"]]
                for h in b["hypotheses"])
+
+
+# ---------------------------------------------------------------- what a probe sent (issue 16)
+
+ALERT = {"name": "HighErrorRate", "severity": "critical", "timestamp": "2024-01-07T10:30:00Z"}
+GOOD = [f"2024-01-07T10:29:{i % 60:02d}Z ERROR [checkout] payment call failed for order {i}" for i in range(60)]
+JSON = {"content-type": "application/json"}
+
+
+def _raw(client: httpx.Client, path: str, text: str) -> httpx.Response:
+    """POST a JSON text as written: ``\\ud800`` stays an escape json.dumps would never produce."""
+    return client.post(path, content=text.encode(), headers=JSON)
+
+
+def _service() -> str:
+    return f"probe-{uuid.uuid4().hex[:6]}"
+
+
+def test_lone_surrogate_in_a_log_line_or_event_is_repaired_and_counted(admin: httpx.Client) -> None:
+    alert = {**ALERT, "labels": {"service": _service()}}
+    text = json.dumps({"alert": alert, "logs": GOOD})[:-2]  # the logs array left open
+    text += ', "2024-01-07T10:29:59Z ERROR [checkout] bad \\ud800 byte", {"message": "event \\udfff", "service": "checkout"}]}'
+    response = _raw(admin, "/analyze", text)
+    assert response.status_code == 200, response.text
+    stats = response.json()["stats"]
+    assert stats["lines_in"] == len(GOOD) + 2 and stats["lines_dropped"].get("undecodable") == 2, stats
+
+
+@pytest.mark.parametrize(("where", "alert"), [
+    ("body.alert.labels", '{"name": "X", "timestamp": "2024-01-07T10:30:00Z", "labels": {"service": "a\\ud800"}}'),
+    ("body.alert.annotations", '{"name": "X", "timestamp": "2024-01-07T10:30:00Z", "annotations": {"d": "\\udc00"}}'),
+    ("body.alert.name", '{"name": "X\\ud800", "timestamp": "2024-01-07T10:30:00Z"}'),
+])
+def test_lone_surrogate_in_an_alert_is_a_422_naming_the_field(admin: httpx.Client, where: str, alert: str) -> None:
+    response = _raw(admin, "/analyze", '{"alert": %s}' % alert)
+    assert response.status_code == 422, response.text
+    assert where in response.json()["detail"]
+
+
+def test_webhook_rejects_only_the_alert_with_a_lone_surrogate_or_bidi_control(admin: httpx.Client) -> None:
+    service = _service()
+    alerts = [
+        '{"status": "firing", "labels": {"alertname": "Bad\\ud800", "service": "%s"}, "startsAt": "2024-01-07T10:30:00Z"}' % service,
+        '{"status": "firing", "labels": {"alertname": "HighErrorRate", "service": "we\\u202eb"}, "startsAt": "2024-01-07T10:30:00Z"}',
+        '{"status": "firing", "labels": {"alertname": "HighErrorRate", "service": "%s"}, "startsAt": "2024-01-07T10:30:00Z",'
+        ' "fingerprint": "%s"}' % (service, uuid.uuid4().hex[:16]),
+    ]
+    response = _raw(admin, "/webhook/alertmanager", '{"version": "4", "status": "firing", "alerts": [%s]}' % ", ".join(alerts))
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    assert answer["accepted"] == 1 and [r["index"] for r in answer["rejected"]] == [0, 1]
+    assert "surrogate" in answer["rejected"][0]["error"] and "labels.alertname" in answer["rejected"][0]["error"]
+    assert "U+202E" in answer["rejected"][1]["error"] and "labels.service" in answer["rejected"][1]["error"]
+
+
+@pytest.mark.parametrize("labels", [{"service": "we\u202eb"}, {"service": "web", "team": "\u2067ops\u2069"}])
+def test_bidi_control_in_an_alert_name_or_label_is_a_422_naming_it(admin: httpx.Client, labels: dict) -> None:
+    response = admin.post("/analyze", json={"alert": {**ALERT, "labels": labels}})
+    assert response.status_code == 422 and "bidirectional" in response.text, response.text
+    named = admin.post("/analyze", json={"alert": {**ALERT, "name": "High\u202eEtaRrorre"}})
+    assert named.status_code == 422 and "name" in named.json()["detail"]
+
+
+@pytest.mark.parametrize("line", ['{"ts": 1e30, "level": "error", "msg": "boom"}', "ts=1e30 level=error msg=boom",
+                                  '{"ts": 1e20, "level": "error", "msg": "year 5138"}', '{"ts": "NaN", "msg": "boom"}'])
+def test_impossible_times_are_missing_and_counted_never_a_500(admin: httpx.Client, line: str) -> None:
+    body = {"alert": {**ALERT, "labels": {"service": _service()}}, "logs": [*GOOD, line, line]}
+    response = admin.post("/analyze", json=body)
+    assert response.status_code == 200, response.text
+    analysis = response.json()
+    assert analysis["stats"]["lines_dropped"].get("timestamp_out_of_range") == 2
+    stored = admin.get(f"/api/incidents/{analysis['incident_id']}").json()
+    assert "5138" not in json.dumps(stored)
+
+
+def test_a_chunked_body_over_the_limit_is_a_413_that_says_so(admin: httpx.Client) -> None:
+    def chunks():  # no Content-Length: the size is only known while reading (the session limit is 8 MiB)
+        yield b'{"alert": {"name": "X", "timestamp": "2024-01-07T10:30:00Z"}, "logs": ["'
+        for _ in range(10):
+            yield b"x" * (1024 * 1024)
+        yield b'"]}'
+
+    response = admin.post("/analyze", content=chunks(), headers=JSON)
+    assert response.status_code == 413, response.text
+    assert "RCA_MAX_BODY_BYTES" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/analyze", "/webhook/alertmanager", "/api/keys"])
+def test_a_body_nested_10000_deep_is_a_422_that_says_too_deep(admin: httpx.Client, path: str) -> None:
+    response = _raw(admin, path, "[" * 10_000 + "]" * 10_000)
+    assert response.status_code == 422, response.text
+    assert "nested too deeply" in response.json()["detail"]
+    deep_alert = '{"version": "4", "status": "firing", "alerts": [%s]}' % ('{"a": ' * 500 + "1" + "}" * 500)
+    assert _raw(admin, "/webhook/alertmanager", deep_alert).status_code == 422, "deep but decodable: a named field"
+
+
+def test_metrics_export_port_listens_on_loopback_only(serve_app: str) -> None:
+    """The session serves on 127.0.0.1 and sets no RCA_METRICS_HOST: Ray's metrics agent is loopback only."""
+    import psutil
+    import ray
+
+    ports = {int(n["MetricsExportPort"]) for n in ray.nodes() if n.get("Alive") and n.get("MetricsExportPort")}
+    assert ports, "the node reports its metrics export port"
+    listening = [c.laddr for c in psutil.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port in ports]
+    assert listening, f"nothing listens on {ports}"
+    assert all(addr.ip in ("127.0.0.1", "::1") for addr in listening), listening
