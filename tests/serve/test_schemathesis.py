@@ -10,8 +10,11 @@ examples per operation and mode (default 100 valid + 100 invalid). Each example 
 from __future__ import annotations
 
 import itertools
+import json
 import os
+from urllib.parse import quote
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -89,3 +92,117 @@ def test_zz_report_examples_run() -> None:
     total = sum(RUN.values())
     print(f"\nschemathesis: {total} examples over {len(RUN)} operations: {dict(sorted(RUN.items()))}")
     assert len(RUN) >= 9 and sum(n > 0 for n in RUN.values()) >= 9
+
+
+# ---------------------------------------------------------------- hostile values in every field (issue 16)
+# Schemathesis draws values its schema allows; a probe sent what JSON allows and the schema does not
+# say: lone UTF-16 surrogates, bidirectional controls, numbers beyond any real figure, nesting 10,000
+# deep. Each valid example of every operation is sent again with one field at a time replaced.
+
+HOSTILE_TEXT = ["\ud800", "x\udfffy", "\u202eevil", "a\u2066b\u2069", "\u200f", "1e30"]
+EXTREME_NUMBERS = [1e30, -1e30, 1e308, 1e20, -1, 2**63, 10**30]
+DEEP = 10_000
+
+
+def _leaves(value, path=()):
+    """(path, leaf) of every string and number in a JSON value."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _leaves(item, (*path, i))
+    elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        yield path, value
+
+
+def _replaced(value, path, new):
+    if not path:
+        return new
+    head, *rest = path
+    copy = list(value) if isinstance(value, list) else dict(value)
+    copy[head] = _replaced(value[head], tuple(rest), new)
+    return copy
+
+
+def _in_url(text) -> str:
+    """A value as a URL carries it; a lone surrogate as the bytes a client would send (CESU-8)."""
+    if isinstance(text, str):
+        return "".join(quote(c.encode("utf-8", "surrogatepass"), safe="") for c in text)
+    return quote(str(text), safe="")
+
+
+def _hostile_requests(case) -> list[tuple[str, str, str | None]]:
+    """(what, url, JSON body) for one valid example: one field at a time made hostile, and deep bodies."""
+    path_params = dict(case.path_parameters or {})
+    query = dict(case.query or {})
+    body = case.body if isinstance(case.body, (dict, list)) else None
+
+    def url(params: dict, q: dict) -> str:
+        path = case.operation.path
+        for name, value in params.items():
+            path = path.replace("{" + name + "}", _in_url(value))
+        return path + ("?" + "&".join(f"{quote(str(k))}={_in_url(v)}" for k, v in q.items()) if q else "")
+
+    def dumps(value) -> str:
+        return json.dumps(value, ensure_ascii=True)  # "\ud800" written as the escape a probe sends
+
+    requests = []
+    for name, value in path_params.items():
+        for bad in HOSTILE_TEXT:
+            requests.append((f"path {name}={bad!r}", url({**path_params, name: bad}, query), dumps(body) if body else None))
+    for name in query:
+        for bad in [*HOSTILE_TEXT, *EXTREME_NUMBERS]:
+            requests.append((f"query {name}={bad!r}", url(path_params, {**query, name: bad}), dumps(body) if body else None))
+    if body is not None:
+        for leaf_path, leaf in list(_leaves(body))[:40]:
+            for bad in HOSTILE_TEXT if isinstance(leaf, str) else EXTREME_NUMBERS:
+                requests.append((f"body {'.'.join(map(str, leaf_path))}={bad!r}", url(path_params, query),
+                                 dumps(_replaced(body, leaf_path, bad))))
+    if case.operation.method.upper() in ("POST", "PUT", "PATCH"):
+        requests.append(("body nested 10,000 deep", url(path_params, query), "[" * DEEP + "]" * DEEP))
+        if isinstance(body, dict) and body:
+            key = next(iter(body))
+            requests.append((f"body {key} nested 10,000 deep", url(path_params, query),
+                             dumps({**body, key: None}).replace("null", "[" * DEEP + "]" * DEEP, 1)))
+    return requests
+
+
+def _valid_cases(operation, n: int) -> list:
+    cases: list = []
+
+    @settings(max_examples=n, deadline=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck), database=None)
+    @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
+    def collect(case) -> None:
+        cases.append(case)
+
+    collect()
+    return cases
+
+
+def test_hostile_values_in_every_field_of_every_route_are_never_a_5xx(
+    api_schema, serve_app: str, admin_headers: dict[str, str]
+) -> None:
+    failures: list[str] = []
+    sent = 0
+    with httpx.Client(base_url=serve_app, timeout=120) as client:
+        for result in api_schema.get_all_operations():
+            operation = result.ok()
+            label = f"{operation.method.upper()} {operation.path}"
+            for case in _valid_cases(operation, 2):
+                for what, url, body in _hostile_requests(case):
+                    n = next(_clients)
+                    headers = {**admin_headers, "X-Forwarded-For": f"198.19.{n // 250 % 250}.{n % 250 + 1}",
+                               "content-type": "application/json"}
+                    response = client.request(operation.method.upper(), url, content=body.encode() if body else None,
+                                              headers=headers)
+                    sent += 1
+                    if response.status_code >= 500:
+                        failures.append(f"{label} {what}: {response.status_code} {response.text[:300]}")
+                    elif response.status_code >= 400:
+                        detail = response.json().get("detail")
+                        if not detail:
+                            failures.append(f"{label} {what}: {response.status_code} without a detail: {response.text[:300]}")
+    print(f"\nhostile values: {sent} requests over every operation")
+    assert sent > 100
+    assert not failures, "\n".join(failures[:40])
