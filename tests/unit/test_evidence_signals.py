@@ -340,3 +340,18 @@ def test_a_delay_that_began_late_in_the_window_is_measured_after_its_onset() -> 
     evidence = _evidence(digest, _digest(_normal(T0 - 900)), spans=window, baseline_spans=baseline)
     slow = {f.service for f in TraceSignal().findings(evidence) if f.fault_type == "network_delay"}
     assert "payments" in slow
+
+
+def test_an_idle_pod_waking_up_is_not_cpu_contention() -> None:
+    """0.01 -> 1.6 millicores is hundreds of robust deviations, and still the smallest consumer of all."""
+    from pipelines.reasoning.signals.metrics import MetricDeviationSignal
+
+    busy = {(f"svc{i}", "cpu_usage_millicores"): [(T0 + j * 60, 20.0 + i + j % 2) for j in range(5)] for i in range(6)}
+    idle = {("ticket-office", "cpu_usage_millicores"): [(T0 + j * 60, 1.6 if j == 3 else 0.01) for j in range(5)]}
+    baseline = {k: [(T0 - 1800 + j * 60, v[0][1] if k[0] != "ticket-office" else 0.01 + 0.001 * (j % 3)) for j in range(30)]
+                for k, v in {**busy, **idle}.items()}
+    evidence = _evidence(_digest(_normal(T0 - 60)), _digest(_normal(T0 - 600)), metrics={**busy, **idle}, baseline_metrics=baseline)
+    assert "ticket-office" not in {f.service for f in MetricDeviationSignal().findings(evidence)}
+    hot = {**busy, ("ticket-office", "cpu_usage_millicores"): [(T0 + j * 60, 400.0 if j >= 3 else 0.01) for j in range(5)]}
+    evidence = _evidence(_digest(_normal(T0 - 60)), _digest(_normal(T0 - 600)), metrics=hot, baseline_metrics=baseline)
+    assert "ticket-office" in {f.service for f in MetricDeviationSignal().findings(evidence)}
