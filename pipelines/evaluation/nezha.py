@@ -49,6 +49,8 @@ from pathlib import Path
 from typing import Any, Iterable, Literal
 
 import pandas as pd
+
+from anomaly.pods import workload_of_pod
 import yaml
 
 from pipelines.context_window import DEFAULT_AFTER_SECONDS, ContextWindow
@@ -100,10 +102,6 @@ _LEVEL_RE = re.compile(
     r"^\s*(?:\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\s+)?(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|SEVERE|FATAL|CRITICAL)\b\s*(.*)$",
     re.DOTALL,
 )
-# Kubernetes names a pod <deployment>-<replicaset hash>-<5 char suffix>, or
-# <statefulset>-<ordinal>, or <daemonset>-<5 char suffix>.
-_RS_POD_RE = re.compile(r"^(?P<svc>.+?)-(?:[a-z0-9]{6,10})-[a-z0-9]{5}$")
-_SHORT_POD_RE = re.compile(r"^(?P<svc>.+?)-(?:[a-z0-9]{5}|\d+)$")
 _SKIPPED_RE = re.compile(r"Skipping line \d+")
 
 
@@ -130,17 +128,11 @@ class ReadNotes:
         self.ignored_files.extend(f for f in other.ignored_files if f not in self.ignored_files)
 
 def service_of_pod(pod: str) -> str:
-    """The service (deployment) a pod belongs to, by Kubernetes' naming convention.
+    """The service (workload) a pod belongs to: ``ts-contacts-service-866bd68c97-9sv6w`` -> ``ts-contacts-service``.
 
-    ``ts-contacts-service-866bd68c97-9sv6w`` -> ``ts-contacts-service``. A name that does not
-    follow the convention is returned unchanged, so nothing is lost.
+    The scorer's truth and the reader's services use the intake's one rule (``anomaly.pods``).
     """
-    pod = pod.strip()
-    for pattern in (_RS_POD_RE, _SHORT_POD_RE):
-        match = pattern.match(pod)
-        if match and any(ch.isdigit() for ch in pod[len(match.group("svc")) :]):
-            return match.group("svc")
-    return pod
+    return workload_of_pod(pod.strip())
 
 
 def metric_name(column: str) -> str:

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from anomaly import AnomalyReport, Digest, LogRecord
 from pipelines.reasoning.base import Evidence
 from pipelines.reasoning.evidence import CONFIDENT, EvidenceReasoner, confidences_of
-from pipelines.reasoning.signals.dependencies import external_provider, is_external_host, workload_of_pod
+from pipelines.reasoning.signals.dependencies import external_provider, is_external_host, pod_workload
 from pipelines.schemas import Alert, Category, RiskLevel
 
 T0 = 1_700_000_000.0
@@ -146,7 +146,7 @@ def test_what_counts_as_an_external_provider() -> None:
 
 
 def test_a_pod_name_gives_its_workload() -> None:
-    assert workload_of_pod("batch/report-builder-28796234-5nj8q", set()) == "report-builder"
-    assert workload_of_pod("prod/billing-chgnt4t9tq-5lxvp", set()) == "billing"
-    assert workload_of_pod("billing-db-0", {"billing"}) == "billing-db"
-    assert workload_of_pod("prod/cart-hp9rmbnsb-5rj4d", {"cart"}) == "cart"
+    assert pod_workload("batch/report-builder-28796234-5nj8q", set()) == "report-builder"
+    assert pod_workload("prod/billing-chgnt4t9tq-5lxvp", set()) == "billing"
+    assert pod_workload("billing-db-0", {"billing"}) == "billing-db"
+    assert pod_workload("prod/cart-hp9rmbnsb-5rj4d", {"cart"}) == "cart"

@@ -17,6 +17,7 @@ import re
 from collections import defaultdict
 
 from anomaly import Digest, TemplateStats
+from anomaly.pods import workload_of_pod
 from pipelines.reasoning.base import Evidence
 from pipelines.reasoning.signals.base import Finding, saturate
 from pipelines.reasoning.signals.lexicon import KINDS_BY_NAME, kinds_in
@@ -197,7 +198,7 @@ def resource_owners(evidence: Evidence) -> list[tuple[tuple[str, str], float, in
         if first and pressure:
             # an eviction is a rare event that precedes the alert: compared with the baseline only
             w = math.log1p(t.count) * NEW_TEMPLATE_BONUS * (STEADY if seen.get(t.text) else 1.0)
-            out.append(((workload_of_pod(first.group(1), known), pressure), w, t.count, _proof(t)))
+            out.append(((pod_workload(first.group(1), known), pressure), w, t.count, _proof(t)))
         if t.count < MIN_ERROR_LINES:
             continue
         for name in kinds_in(text):
@@ -210,17 +211,13 @@ def resource_owners(evidence: Evidence) -> list[tuple[tuple[str, str], float, in
     return out
 
 
-def workload_of_pod(pod: str, known: set[str]) -> str:
-    """A pod's workload: the pod name without its generated suffixes (a known service as it is).
+def pod_workload(pod: str, known: set[str]) -> str:
+    """A pod's workload (``anomaly.pods``), or a known service named as it is.
 
     ``batch/report-builder-28796234-5nj8q`` -> ``report-builder``; ``billing-db-0`` -> ``billing-db``.
     """
     pod = pod.rsplit("/", 1)[-1].lower()
-    if pod in known:
-        return pod
-    name = re.sub(r"-[a-z0-9]{5}$", "", pod)  # the pod's random suffix
-    name = re.sub(r"-(?=[a-z0-9]*\d)[a-z0-9]{6,10}$", "", name)  # a ReplicaSet hash or a CronJob's schedule time
-    return re.sub(r"-\d+$", "", name)  # a StatefulSet ordinal
+    return pod if pod in known else workload_of_pod(pod)
 
 
 class DependencySignal:
