@@ -122,3 +122,11 @@ def test_the_service_answering_the_attacker_outranks_the_token_checker_it_asks()
 def test_refused_share_of_a_template_without_refusals_is_zero() -> None:
     digest = digest_of(_normal(T0 - 300))
     assert all(refused_share(t) == 0 for t in digest.templates.values())
+
+
+def test_a_deny_header_value_is_not_a_refusal() -> None:
+    """A response logged with its headers (x-frame-options: "DENY") refused nobody; a policy verdict did."""
+    from pipelines.reasoning.signals.lexicon import AUTH_FAILURE
+
+    assert not AUTH_FAILURE.search('Response headers: [x-frame-options:"DENY", content-type:"application/json"]')
+    assert AUTH_FAILURE.search('{"action": "DENY", "rule": "sqli-942100", "client": "45.155.205.233"}')

@@ -50,7 +50,9 @@ _LOGIN_FAILURE = (
 #: how servers record refusing a request's credentials or access: HTTP 401/403 words, token and
 #: signature checks (JWT, OAuth introspection, API keys), audit and policy denials
 _ACCESS_REFUSED = (
-    r"unauthori[sz]ed", r"forbidden", r"access denied", r"\bDENY\b",
+    r"unauthori[sz]ed", r"forbidden", r"access denied",
+    # a policy's verdict (audit logs, WAFs, firewalls), not a header value such as x-frame-options: "DENY"
+    r"\b(?:action|verdict|decision|effect)[\"']?\s*[:=]\s*[\"']?deny\b",
     r"(?:invalid|expired|revoked|forged|malformed|unknown) (?:access |bearer |auth |api |id )?(?:token|jwt|api.?key|signature|credentials?|key id)",
     r"(?:token|jwt|signature|api.?key|credentials?)(?: is| was| has)? (?:invalid|expired|revoked|rejected|not valid)",
     r"jwt verification failed", r"invalid_grant", r"invalid_client", r"signature .* invalid",
