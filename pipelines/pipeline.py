@@ -149,7 +149,8 @@ class AnalysisPipeline:
         report = await self._score_anomalies(window, baseline_digest, window_metrics, baseline_metrics or None)
         flagged = report.flagged()
         summary = summarize(
-            window, must_include=[i.template_id for i in flagged if i.template_id], max_words=200
+            window, must_include=[i.template_id for i in flagged if i.template_id], max_words=200,
+            baseline=baseline_digest, metrics=window_metrics, baseline_metrics=baseline_metrics or None,
         )
         timings["score"] = time.perf_counter() - t
 
