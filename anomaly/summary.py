@@ -71,6 +71,7 @@ _PREFIXES = tuple(re.compile(p) for p in (
     r"^\s*\[\d+\]\s+(?:[\w.-]*@[\w.-]*\s+)?" + _LEVEL + r":\s+",  # PostgreSQL: [pid] user@db LOG:
     r"^[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+ [\w./-]+:\d+\]\s+",  # klog
     r"^\s*[\w.]+ - " + _LEVEL + r" - ",  # Python logging: name - LEVEL - message
+    r"^[a-z_]\w*(?:\.\w+)+ - (?=\S)",  # a dotted logger name before the message (LEVEL logger - message)
 ))
 _SUFFIX = re.compile(r"\s+\((?:[a-z]\w*\.)+[A-Z]\w*\)\s*$")  # Kafka's trailing (kafka.log.LocalLog)
 _JSON_MESSAGE = re.compile(r'"(?:event|message|msg|error|err)"\s*:\s*"((?:[^"\\]|\\.)*)"')
@@ -81,6 +82,7 @@ _ACCESS = re.compile(
     r"|\b(?:status|status_?code|statusCode|response_?code|http_?status)[\"']?\s*[:=]\s*[\"']?(?P<field>\d{3})\b"
 )
 _EXCEPTION_LINE = re.compile(r"^\s*(?:Caused by: )?((?:[a-zA-Z_][\w$]*\.)*[A-Z][\w$]*(?:Exception|Error|Throwable|Fault))\b:?\s*(.*)$")
+_EXCEPTION_IN_LINE = re.compile(r"((?:[a-zA-Z_][\w$]*\.)*[A-Z][\w$]*(?:Exception|Error|Throwable|Fault))\b:?\s*(.*)$")
 _JAVA_FRAME = re.compile(r"^\s+at ([\w$.<>/]+\([^)]*\))")
 _PYTHON_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (\S+)')
 
@@ -120,13 +122,15 @@ def _cause(samples: Sequence[str], types: dict[str, int]) -> tuple[str, str, str
         return None
     for sample in samples:
         chain: list[list[str]] = []  # [type, message, first frame] per exception of the trace, outermost first
-        for ln in sample.split("\n"):
-            if (m := _EXCEPTION_LINE.match(ln)) and (ln.lstrip().startswith("Caused by:") or not chain):
-                chain.append([m.group(1), m.group(2).strip(), ""])
-            elif chain and not chain[-1][2] and (m := _JAVA_FRAME.match(ln)):
-                chain[-1][2] = m.group(1)
-            elif chain and (m := _PYTHON_FRAME.match(ln)):
-                chain[-1][2] = f"{m.group(3)} ({m.group(1)}:{m.group(2)})"  # Python: the last frame raised
+        python = ""  # a Python traceback lists its frames before the exception, the raising one last
+        for i, ln in enumerate(sample.split("\n")):
+            m = _EXCEPTION_LINE.match(ln) or (_EXCEPTION_IN_LINE.search(ln) if i == 0 else None)
+            if m and (ln.lstrip().startswith("Caused by:") or not chain):
+                chain.append([m.group(1), m.group(2).strip(), python])
+            elif chain and not chain[-1][2] and (f := _JAVA_FRAME.match(ln)):
+                chain[-1][2] = f.group(1)
+            elif f := _PYTHON_FRAME.match(ln):
+                python = f"{f.group(3)} ({f.group(1)}:{f.group(2)})"
         if chain:
             exc, message, frame = chain[-1]
             return exc, message, frame
@@ -292,7 +296,7 @@ def _access(c: _Course) -> str:
         return f"logged {errors} of its {c.t.count} requests as errors"
     if failed:
         return f"answered {c.t.count} requests, some with status {seen} (e.g. {request})"
-    return f"answered {c.t.count} requests (status {seen} sampled), no server errors"
+    return f"answered {c.t.count} requests, sampled with status {seen}"
 
 
 # ------------------------------------------------------------------ sentences
@@ -319,8 +323,10 @@ def _started(courses: list[_Course], words: int, limit: int) -> tuple[list[str],
         onset = min(c.onset for c in members) if math.isfinite(at) else None
         parts = [_describe(c, words) for c in shown if c.access is None]
         # an access log gets a sentence of its own (its onset, when it began inside the window)
-        access += [(f"From {_clock(onset)}, " if onset is not None else "") + f"{service or 'a service'} {_describe(c, words)}."
-                   for c in shown if c.access is not None]
+        for c in shown:
+            if c.access is not None:
+                line = (f"From {_clock(onset)}, " if onset is not None else "") + f"{service or 'the access log'} {_describe(c, words)}."
+                access.append(line[0].upper() + line[1:] if line.startswith("the ") else line)
         if not parts:
             continue
         if onset is None:
@@ -361,8 +367,9 @@ def _metric_moves(metrics: MetricFrame, baseline: MetricFrame | None) -> list[tu
         z = abs(peak_v - med) / mad
         if z < METRIC_DEVIATIONS or abs(peak_v - med) < METRIC_CHANGE * max(abs(med), 1e-9):
             continue
-        # the move began after the last point before the peak that was still near the reference
-        start_i = next((i for i in range(peak_i, -1, -1) if abs(pts[i][1] - med) <= 3 * mad), 0)
+        # the move began at the last point before the peak that was still on the reference's side
+        sign = 1.0 if peak_v > med else -1.0
+        start_i = next((i for i in range(peak_i, -1, -1) if sign * (pts[i][1] - med) <= 0), 0)
         start_t, start_v = pts[start_i]
         label, unit = _metric_name(name)
         verb = "rose" if peak_v > start_v else "fell"
@@ -445,7 +452,7 @@ def summarize(
     services = sorted(digest.services.items(), key=lambda kv: (-kv[1], kv[0]))
     times = [c.t.first_seen for c in courses if c.t.first_seen is not None]
     lasts = [c.t.last_seen for c in courses if c.t.last_seen is not None]
-    tail = f"Read {digest.lines} lines" + (f" from {len(services)} services" if services else "") + (
+    tail = f"Read {digest.lines} lines" + (f" from {len(services)} service{'s' if len(services) > 1 else ''}" if services else "") + (
         f" between {_clock(min(times))} and {_clock(max(lasts))}." if times else ".")
 
     for words in (QUOTE_WORDS, 12, 9, 6, 4, 2):
