@@ -83,6 +83,7 @@ _ACCESS = re.compile(
 )
 _EXCEPTION_LINE = re.compile(r"^\s*(?:Caused by: )?((?:[a-zA-Z_][\w$]*\.)*[A-Z][\w$]*(?:Exception|Error|Throwable|Fault))\b:?\s*(.*)$")
 _EXCEPTION_IN_LINE = re.compile(r"((?:[a-zA-Z_][\w$]*\.)*[A-Z][\w$]*(?:Exception|Error|Throwable|Fault))\b:?\s*(.*)$")
+_TRACE_EXCEPTION = re.compile(r"\n\s*(?:Caused by: )?(?:[a-zA-Z_][\w$]*\.)*[A-Z][\w$]*(?:Exception|Error|Throwable|Fault)\b")
 _JAVA_FRAME = re.compile(r"^\s+at ([\w$.<>/]+\([^)]*\))")
 _PYTHON_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (\S+)')
 
@@ -124,7 +125,8 @@ def _cause(samples: Sequence[str], types: dict[str, int]) -> tuple[str, str, str
         chain: list[list[str]] = []  # [type, message, first frame] per exception of the trace, outermost first
         python = ""  # a Python traceback lists its frames before the exception, the raising one last
         for i, ln in enumerate(sample.split("\n")):
-            m = _EXCEPTION_LINE.match(ln) or (_EXCEPTION_IN_LINE.search(ln) if i == 0 else None)
+            # the first line names an exception only when no line of the trace does
+            m = _EXCEPTION_LINE.match(ln) if i else (None if _TRACE_EXCEPTION.search(sample) else _EXCEPTION_IN_LINE.search(ln))
             if m and (ln.lstrip().startswith("Caused by:") or not chain):
                 chain.append([m.group(1), m.group(2).strip(), python])
             elif chain and not chain[-1][2] and (f := _JAVA_FRAME.match(ln)):
