@@ -30,6 +30,8 @@ from anomaly import AnomalyReport, Digest, MetricFrame
 from deployments.auth import AUTH_RESPONSES, AuditTrail, Problem, require, require_webhook
 from deployments.auth import configure as configure_auth
 from deployments.body_limit import BodySizeLimit, BodyTooLarge, RateLimit, RateLimiter, parse_networks
+from deployments.ui import configure as configure_pages
+from deployments.ui import router as pages_router
 from pipelines import metrics
 from pipelines.audit import AuditEntry, AuditPage
 from pipelines.auth import ApiKey, ApiKeyCreate, Authenticator, NewApiKey, Role, StoredKey, generate_api_key
@@ -62,6 +64,7 @@ api = FastAPI(
 api.add_middleware(BodySizeLimit)
 api.add_middleware(RateLimit)
 api.add_middleware(AuditTrail)
+api.include_router(pages_router)  # the incident pages, /ui (deployments/ui/)
 
 VIEWER = [Depends(require(Role.viewer))]
 OPERATOR = [Depends(require(Role.operator))]
@@ -201,6 +204,7 @@ class Ingress:
         RateLimit.limiter = RateLimiter(settings.rate_limit_per_minute)
         RateLimit.trusted = parse_networks(settings.trusted_proxies)
         configure_auth(Authenticator(settings, self._find_key), self._write_audit)
+        configure_pages(self._store_ready)
         if settings.kafka_bootstrap:
             from pipelines.kafka_reader import ensure_reader
 
