@@ -12,6 +12,7 @@ from ray import serve
 
 from pipelines.reasoning import build_reasoner
 from pipelines.reasoning.base import Evidence, Verdict
+from pipelines.runbooks import Runbooks
 from pipelines.settings import Settings
 
 AUTOSCALING: dict[str, Any] = {
@@ -32,8 +33,8 @@ AUTOSCALING: dict[str, Any] = {
     max_ongoing_requests=16,
 )
 class Reasoner:
-    def __init__(self, settings: Settings) -> None:
-        self._reasoner = build_reasoner(settings)
+    def __init__(self, settings: Settings, runbooks: Runbooks | None = None) -> None:
+        self._reasoner = build_reasoner(settings, runbooks)
 
     async def reason(self, evidence: Evidence) -> Verdict:
         return await self._reasoner.reason(evidence)

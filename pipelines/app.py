@@ -19,6 +19,7 @@ from deployments.scorer import AUTOSCALING as SCORER_AUTOSCALING
 from deployments.scorer import AnomalyScorer
 from deployments.summarizer import AUTOSCALING as SUMMARIZER_AUTOSCALING
 from deployments.summarizer import Summarizer
+from pipelines.runbooks import load_runbooks
 from pipelines.settings import Settings
 
 APP_NAME = "rca"
@@ -51,7 +52,10 @@ def build_app(
     ``autoscaling`` replaces keys of its ``autoscaling_config`` (``{"Summarizer":
     {"max_replicas": 3}}``) and ``options`` adds other ``.options()`` of Serve
     (``{"Summarizer": {"max_replicas_per_node": 1}}``): for benchmarks and tests.
+    The user's runbooks are read here, once: one that does not validate raises ``RunbookError``
+    (``file:line: field: what is wrong``) before anything starts.
     """
+    runbooks = load_runbooks(settings.runbooks_dir)
     extra, more = autoscaling or {}, options or {}
     unknown = (set(extra) | set(more)) - set(STAGES)
     if unknown:
@@ -64,7 +68,7 @@ def build_app(
     ).bind()
     reasoner = Reasoner.options(
         autoscaling_config={**REASONER_AUTOSCALING, **extra.get("Reasoner", {})}, **more.get("Reasoner", {})
-    ).bind(settings)
+    ).bind(settings, runbooks)
     return Ingress.bind(settings, summarizer, scorer, reasoner)
 
 

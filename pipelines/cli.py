@@ -31,6 +31,8 @@ eval_app = typer.Typer(help="Score the analyzer on public benchmark data.", no_a
 app.add_typer(eval_app, name="eval")
 keys_app = typer.Typer(help="API keys (stored hashed in PostgreSQL): create, list, revoke.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+runbooks_app = typer.Typer(help="Runbooks: the team's own remediation, tried before the built-in playbooks.", no_args_is_help=True)
+app.add_typer(runbooks_app, name="runbooks")
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -562,6 +564,81 @@ def eval_fault_free(
     for source, figures in scored["by_source"].items():
         out.print(f"{source}: confident root cause in {describe(figures['confident_share'])}")
     out.print(f"all: confident root cause in {describe(scored['confident_share'])}; target <= {scored['target_share']:.0%}")
+
+
+# ---------------------------------------------------------------- runbooks
+
+
+@runbooks_app.command("check")
+def runbooks_check(
+    directory: Annotated[Path | None, typer.Argument(help="runbook folder (default: RCA_RUNBOOKS_DIR, else configs/runbooks)")] = None,
+    limit: Annotated[int, typer.Option(help="how many of the latest stored incidents to match against")] = 1000,
+    steps: Annotated[bool, typer.Option("--steps", help="show each runbook's steps (commands are shown, never run)")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Validate runbooks and show which past incidents each would have matched; exit 2 when one is invalid."""
+    from pipelines.runbooks import check_runbooks, past_matches, runbooks_dir
+
+    folder = directory or runbooks_dir(_settings().runbooks_dir)
+    if folder is None:
+        raise CliError("no runbook folder: give DIR, set RCA_RUNBOOKS_DIR, or create configs/runbooks")
+    runbooks, problems = check_runbooks(folder)
+
+    async def latest(store: Any) -> list[Any]:
+        incidents: list[Any] = []
+        page = 1
+        while len(incidents) < limit:
+            listed = await store.list_incidents(page=page, page_size=min(200, limit - len(incidents)))
+            incidents.extend(listed.items)
+            if not listed.items or len(incidents) >= listed.total:
+                break
+            page += 1
+        return incidents
+
+    matched: dict[str, list[Any]] | None = None
+    database = "ok"
+    if runbooks:
+        try:
+            matched = past_matches(runbooks, _with_store(latest))
+        except CliError as exc:  # validation still counts without a database
+            database = f"no database reachable, past incidents not matched ({exc})"
+    if as_json:
+        print(json.dumps({
+            "directory": str(folder),
+            "problems": [str(p) for p in problems],
+            "database": database,
+            "runbooks": [
+                {"file": r.file, "name": r.name, "steps": [s.model_dump(mode="json") for s in r.steps],
+                 "matched_incidents": None if matched is None else [i.id for i in matched[r.file]]}
+                for r in runbooks
+            ],
+        }))
+    else:
+        table = Table("file", "name", "matches on", "steps", "past incidents matched")
+        for r in runbooks:
+            conditions = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in r.match.model_dump(mode="json").items() if v)
+            if matched is None:
+                past = "-"
+            else:
+                hits = matched[r.file]
+                past = f"{len(hits)}" + (": " + ", ".join(f"{i.id[:8]} {i.service or '-'}" for i in hits[:3]) if hits else "")
+                past += " …" if len(hits) > 3 else ""
+            table.add_row(r.file, r.name, conditions, str(len(r.steps)), past)
+        out.print(table)
+        if steps:
+            for r in runbooks:
+                out.print(f"[bold]{r.file}[/bold] ({'replaces' if r.replace_playbook else 'before'} the built-in playbook)")
+                for n, s in enumerate(r.steps, start=1):
+                    out.print(f"  {n}. [{s.risk_level.value}] {s.action}", highlight=False, markup=False)
+                    if s.command:
+                        out.print(f"     $ {s.command}", highlight=False, markup=False)
+        if database != "ok":
+            err.print(f"[yellow]{database}[/yellow]", markup=True, highlight=False)
+        for problem in problems:
+            err.print(f"[bold red]invalid:[/bold red] {problem}", highlight=False)
+        out.print(f"{len(runbooks)} valid, {len(problems)} problem{'s' if len(problems) != 1 else ''} in {folder}")
+    if problems:
+        raise typer.Exit(2)
 
 
 if __name__ == "__main__":

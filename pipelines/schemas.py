@@ -375,6 +375,9 @@ class RemediationStep(BaseModel):
     command: str | None = None
     expected_outcome: str
     risk_level: RiskLevel
+    source: str | None = Field(
+        default=None, description="where the step came from: 'runbook:<file>' or 'playbook:<fault type>'"
+    )
 
 
 class AnalysisStats(BaseModel):

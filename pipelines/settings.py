@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # Loki and Prometheus are queried to the same end); the baseline is the range of the same width before.
     context_window_seconds: int = Field(default=300, ge=1, validation_alias="INCIDENT_CONTEXT_WINDOW")
     data_dir: Path = Field(default=Path(".rca"), validation_alias="RCA_DATA_DIR")
+    # user runbooks (pipelines/runbooks.py), tried before the built-in playbooks; unset: configs/runbooks if it exists
+    runbooks_dir: Path | None = Field(default=None, validation_alias="RCA_RUNBOOKS_DIR")
 
     # --- storage
     database_url: str | None = Field(default=None, validation_alias="RCA_DATABASE_URL")

@@ -20,7 +20,8 @@ How it thinks:
    signals) and with its margin over the runner-up, and is lower without a baseline. Below
    ``CONFIDENT`` the evidence is called weak in ``degraded_reasons`` and the remediation
    gathers evidence instead of changing anything.
-6. Remediation is the playbook of the top hypothesis's fault type, with its service filled in.
+6. Remediation is the user's runbooks that match the top hypothesis, then the playbook of its
+   fault type, with its service filled in.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pipelines.reasoning.base import Evidence, Verdict
 from pipelines.reasoning.playbooks import GATHER_EVIDENCE, remediation_for
 from pipelines.reasoning.signals import Finding, collect
 from pipelines.reasoning.signals.lexicon import KINDS_BY_NAME, kinds_in
+from pipelines.runbooks import Runbooks
 from pipelines.schemas import Category, Classification, Hypothesis, RiskLevel
 
 SYMPTOM_TYPES = {"latency"}
@@ -63,6 +65,9 @@ class EvidenceReasoner:
     """Default reasoner: deterministic, offline, explains every hypothesis with evidence."""
 
     name = "evidence"
+
+    def __init__(self, runbooks: Runbooks | None = None) -> None:
+        self.runbooks = runbooks
 
     async def reason(self, evidence: Evidence) -> Verdict:
         return self.decide(evidence)
@@ -100,7 +105,11 @@ class EvidenceReasoner:
         if weak:
             degraded.append("weak evidence: " + "; ".join(weak))
         namespace = evidence.alert.labels.get("namespace")
-        remediation = remediation_for(top.fault_type or "unknown", top.service, namespace, caller=evidence.alert.service)
+        remediation = remediation_for(
+            top.fault_type or "unknown", top.service, namespace, caller=evidence.alert.service, runbooks=self.runbooks,
+            category=top.category, evidence=top.evidence,
+            pod=evidence.alert.labels.get("pod") if top.service == evidence.alert.service else None,
+        )
         if weak:  # look before changing anything: gather evidence, then only the top's read-only checks
             gather = remediation_for(GATHER_EVIDENCE, evidence.alert.service or top.service, namespace)
             checks = [s for s in remediation if s.risk_level == RiskLevel.low] if top.fault_type != "unknown" else []

@@ -6,14 +6,16 @@ the hypothesis names as the cause (the database, the DNS server, the provider, t
 Adding a fault kind is adding one entry. Read-only diagnosis comes first (low risk), changes
 later (medium/high risk); a playbook only changes the component its fault kind blames (no
 rollback of a client for a database outage). ``GATHER_EVIDENCE`` is for weak evidence: it
-changes nothing.
+changes nothing. A team's own runbooks (``pipelines/runbooks.py``) that match come first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipelines.schemas import RemediationStep, RiskLevel
+from pipelines.runbooks import IncidentFacts, Runbooks, filled_steps
+from pipelines.schemas import Category, RemediationStep, RiskLevel
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,7 @@ class Step:
     action: str
     command: str | None
     expected_outcome: str
-    risk: RiskLevel
+    risk_level: RiskLevel
 
 
 L, M, H = RiskLevel.low, RiskLevel.medium, RiskLevel.high
@@ -123,22 +125,29 @@ GATHER_EVIDENCE = "gather_evidence"
 
 
 def remediation_for(
-    fault_type: str, service: str | None, namespace: str | None, caller: str | None = None
+    fault_type: str,
+    service: str | None,
+    namespace: str | None,
+    caller: str | None = None,
+    *,
+    runbooks: Runbooks | None = None,
+    category: Category | None = None,
+    evidence: Sequence[str] = (),
+    pod: str | None = None,
 ) -> list[RemediationStep]:
-    """The playbook of a fault type, with the blamed service, a caller and the namespace filled in."""
-    steps = PLAYBOOKS.get(fault_type, PLAYBOOKS["unknown"])
-    values = {
-        "service": service or "<service>",
-        "namespace": namespace or "default",
-        "caller": caller if caller and caller != service else "<caller>",
-    }
-    return [
-        RemediationStep(
-            step=i,
-            action=s.action.format(**values),
-            command=s.command.format(**values) if s.command else None,
-            expected_outcome=s.expected_outcome.format(**values),
-            risk_level=s.risk,
-        )
-        for i, s in enumerate(steps, start=1)
-    ]
+    """The user's matching runbooks, then the playbook of a fault type, with the incident filled in.
+
+    Each step names its ``source`` (``runbook:<file>`` or ``playbook:<fault type>``); a matching
+    runbook with ``replace_playbook`` leaves the playbook out.
+    """
+    facts = IncidentFacts(category, fault_type, service, namespace, pod, tuple(evidence))
+    matched = runbooks.matching(facts) if runbooks is not None else []
+    own = [step for runbook in matched for step in runbook.remediation(facts)]
+    builtin = [] if any(r.replace_playbook for r in matched) else _playbook(facts, caller)
+    return [s.model_copy(update={"step": i}) for i, s in enumerate([*own, *builtin], start=1)]
+
+
+def _playbook(facts: IncidentFacts, caller: str | None) -> list[RemediationStep]:
+    name = facts.fault_type if facts.fault_type in PLAYBOOKS else "unknown"
+    values = {**facts.values(), "caller": caller if caller and caller != facts.service else "<caller>"}
+    return filled_steps(PLAYBOOKS[name], values, f"playbook:{name}")
