@@ -402,16 +402,19 @@ class LLMReasoner:
             else:
                 log.warning("%s", note)
 
-        remediation = [
+        suggested = [
             RemediationStep(
-                step=i,
+                step=1,
                 action=s.action,
                 command=s.command or None,
                 expected_outcome=s.expected_outcome,
                 risk_level=s.risk_level,
+                source=self.name,
             )
-            for i, s in enumerate(answer.remediation, start=1)
+            for s in answer.remediation
         ]
+        steps = [*_team_runbook_steps(candidates, hypotheses), *suggested]
+        remediation = [s.model_copy(update={"step": i}) for i, s in enumerate(steps, start=1)]
         if not remediation and candidates is not None:
             remediation = list(candidates.remediation)
 
@@ -455,6 +458,16 @@ class LLMReasoner:
                 )
             )
         return out
+
+
+def _team_runbook_steps(candidates: Verdict | None, hypotheses: list[Hypothesis]) -> list[RemediationStep]:
+    """The team's own runbook steps come first, as with the evidence reasoner, when the model's top
+    cause is the service those runbooks were matched on (the evidence reasoner's top hypothesis)."""
+    if candidates is None or not candidates.hypotheses or not hypotheses:
+        return []
+    if hypotheses[0].service != candidates.hypotheses[0].service:
+        return []
+    return [s for s in candidates.remediation if (s.source or "").startswith("runbook:")]
 
 
 def _support(h: LLMHypothesis, service: str | None, grounded: list[str], candidates: Verdict | None) -> float:

@@ -321,3 +321,20 @@ async def test_a_dropped_cause_with_two_left_is_not_degraded(evidence) -> None:
         verdict = await r.reason(evidence)
     assert [h.service for h in verdict.hypotheses] == ["payment", "frontend"]
     assert verdict.degraded_reasons == []
+
+
+async def test_the_teams_runbook_steps_come_before_the_models_own(evidence) -> None:
+    """A runbook matched on the same top cause stays first; the model's steps follow, each named by its source."""
+    from pipelines.schemas import RemediationStep, RiskLevel
+
+    candidates = candidate_verdict()
+    runbook = RemediationStep(step=1, action="Check the PgBouncer pools of payment", command="kubectl exec ... SHOW POOLS",
+                              expected_outcome="pool saturation visible", risk_level=RiskLevel.low, source="runbook:db.yaml")
+    candidates.remediation = [runbook, *candidates.remediation]
+    with OpenAIStandin([answer(good_answer())]) as llm:
+        r, _ = reasoner(llm.base_url, fallback=FakeFallback(candidates))
+        verdict = await r.reason(evidence)
+    assert verdict.hypotheses[0].service == "payment"
+    assert verdict.remediation[0].source == "runbook:db.yaml" and verdict.remediation[0].step == 1
+    assert [s.step for s in verdict.remediation] == list(range(1, len(verdict.remediation) + 1))
+    assert all(s.source == f"llm:{MODEL}" for s in verdict.remediation[1:]) and len(verdict.remediation) > 1
