@@ -49,9 +49,11 @@ class CliError(Exception):
 
 
 def main() -> None:
+    from pipelines.runbooks import RunbookError
+
     try:
         app()
-    except CliError as exc:
+    except (CliError, RunbookError) as exc:
         err.print(f"[bold red]error:[/bold red] {exc}")
         sys.exit(2)
 
@@ -95,6 +97,9 @@ def serve(
             "RCA_AUTH_JWT_SECRET (or RCA_AUTH_JWT_PUBLIC_KEY_FILE / RCA_AUTH_JWKS_FILE), or RCA_AUTH_REQUIRED=true "
             "and create API keys with `rca keys create`; see the README's Security section."
         )
+    from pipelines.runbooks import load_runbooks
+
+    load_runbooks(settings.runbooks_dir)  # a bad runbook stops the start before anything runs
     with _status("starting PostgreSQL, Ray and the Serve application…") as update:
         local = runtime.start(settings, http=True, dashboard=dashboard, metrics_port=metrics_port)
         update("ready")

@@ -62,3 +62,18 @@ def test_eval_commands_name_a_missing_dataset(tmp_path: Path) -> None:
     for kind in ("loghub", "hdfs", "nezha"):
         result = runner.invoke(app, ["eval", kind, str(tmp_path / "absent")])
         assert isinstance(result.exception, CliError) and "no such folder" in str(result.exception)
+
+
+def test_serve_refuses_a_bad_runbook_before_starting_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "bad.yaml").write_text(
+        "name: x\nmatch:\n  category: database\nsteps:\n  - action: a\n    expected_outcome: b\n    risk_level: critical\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "serve", "--port", "8123"],
+        capture_output=True, text=True, timeout=120, env={**__import__("os").environ, "RCA_RUNBOOKS_DIR": str(tmp_path)},
+    )
+    assert done.returncode == 2
+    assert "bad.yaml:7: steps.0.risk_level" in done.stderr and "Traceback" not in done.stderr
