@@ -1,7 +1,7 @@
 """Transport prefixes and envelopes of exported logs: who wrote a line, and the line itself.
 
 Users export logs through a tool that wraps every line: Loki's ``logcli`` (``<time> {labels}
-<line>`` or ``--output=jsonl``), stern (``<pod> <container> [<time>] <line>``), ``kubectl logs
+<line>`` or ``--output=jsonl``), stern (``<pod> <container> [<time>] <line>``, with ``--all-namespaces`` the namespace first), ``kubectl logs
 --prefix`` (``[pod/<pod>/<container>] <line>``), ``docker compose logs`` (``<service>-1  | <line>``),
 the CRI log file (``<time> stdout F <line>``, ``P`` for a partial line), journald (``-o short``,
 ``short-iso``, ``json``), syslog (RFC 3164 and 5424) and Kubernetes events (``kubectl get
@@ -34,6 +34,11 @@ LOKI = rf'(?s)^(?P<ts>{_TS}) (?P<labels>\{{(?:[^"}}]|"(?:[^"\\]|\\.)*")*\}}) ?(?
 STERN = (
     r"(?s)^(?P<pod>[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?) (?P<container>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?) "
     rf"(?:(?P<ts>{_TS}) )?(?P<rest>.*)$"
+)
+#: ``stern --all-namespaces`` puts the namespace first: ``<namespace> <pod> <container> [<time>] <line>``
+STERN_ALL_NAMESPACES = (
+    r"(?s)^(?P<namespace>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?) (?P<pod>[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?) "
+    rf"(?P<container>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?) (?:(?P<ts>{_TS}) )?(?P<rest>.*)$"
 )
 KUBECTL_PREFIX = r"(?s)^\[pod/(?P<pod>[^/\]\s]+)/(?P<container>[^\]\s]+)\] ?(?P<rest>.*)$"
 COMPOSE = r"(?s)^(?P<name>[A-Za-z0-9][\w.-]*?[-_]\d+)\s+\| ?(?P<rest>.*)$"
@@ -131,10 +136,20 @@ def _loki_rows(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def _stern_rows(df: pl.DataFrame) -> pl.DataFrame:
-    g = pl.col("text").str.extract_groups(STERN)
+    return _stern_columns(df, STERN, all_namespaces=False)
+
+
+def _stern_all_namespaces_rows(df: pl.DataFrame) -> pl.DataFrame:
+    return _stern_columns(df, STERN_ALL_NAMESPACES, all_namespaces=True)
+
+
+def _stern_columns(df: pl.DataFrame, pattern: str, *, all_namespaces: bool) -> pl.DataFrame:
+    """A stern line's pod and container; with ``-A`` only when the second word is a pod's name
+    (a plain stern line's second word is its container, never a pod name)."""
+    g = pl.col("text").str.extract_groups(pattern)
     df = df.with_columns(g.alias("_g"))
     f = pl.col("_g").struct.field
-    ok = f("ts").is_not_null() | is_pod_name(f("pod"))
+    ok = is_pod_name(f("pod")) if all_namespaces else f("ts").is_not_null() | is_pod_name(f("pod"))
     return df.with_columns(
         pl.when(ok).then(f("rest")).otherwise("text").alias("text"),
         pl.when(ok).then(f("ts")).otherwise("time").alias("time"),
@@ -297,6 +312,7 @@ _PREFIXES: tuple[tuple[str, Callable[[pl.DataFrame], pl.DataFrame]], ...] = (
     (KUBECTL_PREFIX, _kubectl_rows),
     (COMPOSE, _compose_rows),
     (EVENTS_TABLE, _events_table_rows),
+    (STERN_ALL_NAMESPACES, _stern_all_namespaces_rows),
     (STERN, _stern_rows),
 )
 

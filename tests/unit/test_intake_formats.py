@@ -54,6 +54,17 @@ def test_stern_with_and_without_timestamps():
     assert one("connection pool stats active=3").service is None
 
 
+def test_stern_across_namespaces_puts_the_namespace_first():
+    rec = one("prod checkout-7d9f8b6c5-x2x9z app 2025-03-21T18:42:18.188Z ERROR payment step failed: upstream 503")
+    assert (rec.service, rec.pod, rec.container) == ("checkout", "checkout-7d9f8b6c5-x2x9z", "app")
+    assert rec.message.endswith("payment step failed: upstream 503") and rec.level == "ERROR"
+    plain = one("kube-system coredns-5d78c9869d-7kxqz coredns [ERROR] plugin/errors: 2 api.example.com. A: read udp i/o timeout")
+    assert (plain.service, plain.pod) == ("coredns", "coredns-5d78c9869d-7kxqz")
+    # a plain stern line is not read as one with a namespace
+    same = one("calico-node-hv5xj calico-node bird: Mesh_10_0_5_12: State changed to down")
+    assert (same.service, same.container) == ("calico-node", "calico-node")
+
+
 def test_kubectl_logs_prefix_and_docker_compose():
     rec = one("[pod/payments-6b7f9c8d5-q2w4r/app] 2025-01-01T10:00:00Z WARN retrying charge")
     assert (rec.service, rec.pod, rec.container, rec.level, rec.message) == (
