@@ -10,6 +10,7 @@ Lines are not filtered by time here: timestamps are parsed later by the log engi
 from __future__ import annotations
 
 import asyncio
+import codecs
 import gzip
 import json
 import os
@@ -50,6 +51,15 @@ class FileRead:
         return out
 
 
+def _utf16_codec(head: bytes) -> str | None:
+    """The UTF-16 codec a byte-order mark names, or None."""
+    if head.startswith(codecs.BOM_UTF16_LE):
+        return "utf-16-le"
+    if head.startswith(codecs.BOM_UTF16_BE):
+        return "utf-16-be"
+    return None
+
+
 def looks_binary(sample: bytes) -> bool:
     """True when the bytes are mostly not text: undecodable, or control characters."""
     text = sample.replace(b"\x00", b"").decode("utf-8", errors="replace")
@@ -60,27 +70,41 @@ def looks_binary(sample: bytes) -> bool:
 
 
 def read_tail(path: Path, max_bytes: int) -> FileRead:
-    """The last ``max_bytes`` of a (possibly gzipped) file as lines, binary-safe."""
+    """The last ``max_bytes`` of a (possibly gzipped) file as lines, binary-safe.
+
+    A byte-order mark says how the file is encoded: UTF-16 (what Windows PowerShell 5 writes for
+    ``kubectl logs > file``) is decoded as such, a UTF-8 mark is dropped; anything else is UTF-8.
+    """
     try:
         if path.suffix == ".gz":
             data, skipped = _gzip_tail(path, max_bytes)
+            head = data[:2] if not skipped else b""
         else:
             size = path.stat().st_size
             with path.open("rb") as handle:
+                head = handle.read(3)
                 skipped = max(size - max_bytes, 0)
                 handle.seek(skipped)
                 data = handle.read(max_bytes)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         return FileRead(error=f"{path}: cannot read ({describe_error(exc)})")
-    if looks_binary(data[:BINARY_SNIFF_BYTES]):
-        return FileRead(error=f"{path}: looks binary, not a text log; skipped")
+    utf16 = _utf16_codec(head)
+    if utf16 is not None:
+        data = data[2:] if not skipped else data[skipped % 2 :]
+        skipped += skipped % 2
+        text, nul_bytes = data.decode(utf16, errors="replace"), 0
+    else:
+        if looks_binary(data[:BINARY_SNIFF_BYTES]):
+            return FileRead(error=f"{path}: looks binary, not a text log; skipped")
+        nul_bytes = data.count(b"\x00")
+        text = data.replace(b"\x00", b"").decode("utf-8", errors="replace")
+        if not skipped:
+            text = text.removeprefix("\ufeff")
     if skipped:
         # The first line was cut in the middle: drop it up to the first newline.
-        cut = data.find(b"\n")
-        skipped += cut + 1 if cut >= 0 else len(data)
-        data = data[cut + 1 :] if cut >= 0 else b""
-    nul_bytes = data.count(b"\x00")
-    text = data.replace(b"\x00", b"").decode("utf-8", errors="replace")
+        first, newline, rest = text.partition("\n")
+        skipped += len((first + newline).encode(utf16 or "utf-8", errors="replace"))
+        text = rest
     replaced = text.count("\ufffd")
     lines = document_lines(text) if not skipped else None
     if lines is None:

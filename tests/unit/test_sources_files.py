@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+
 import gzip
 from datetime import datetime, timezone
 from pathlib import Path
@@ -88,3 +90,25 @@ async def test_nul_runs_left_by_copytruncate_are_dropped_and_counted(tmp_path: P
     result = await fetch(FilesSource([path]))
     assert [e.message for e in result.logs] == ["after rotation", "next"]
     assert result.dropped["nul_bytes"] == 500
+
+
+def test_byte_order_marks_say_how_a_file_is_encoded(tmp_path) -> None:
+    """Windows PowerShell 5 writes `kubectl logs > file` as UTF-16; editors add a UTF-8 mark."""
+    import gzip
+
+    from pipelines.sources.files import read_tail
+
+    lines = ['{"level":"error","msg":"Verbindung verweigert: orders-db:5432 – ü","service":"orders"}', "zweite Zeile", "third"]
+    text = "\r\n".join(lines)
+    files = {
+        "utf8-bom.log": text.encode("utf-8-sig"),
+        "utf16-le.log": text.encode("utf-16"),
+        "utf16-be.log": codecs.BOM_UTF16_BE + text.encode("utf-16-be"),
+        "utf16.log.gz": gzip.compress(text.encode("utf-16")),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        read = read_tail(tmp_path / name, 1_000_000)
+        assert read.lines == lines and read.error is None and read.replaced_chars == 0 and read.nul_bytes == 0, name
+    tail = read_tail(tmp_path / "utf16-le.log", 40)  # the end of a UTF-16 file: whole characters, whole lines
+    assert tail.lines == ["zweite Zeile", "third"] and tail.skipped_bytes > 0
