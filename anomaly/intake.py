@@ -246,15 +246,25 @@ _HEADER = (
 )
 
 
+_NAMED = r"^([a-z][a-z0-9]*(?:[-_][a-z0-9]+)+)(?::\s*|\s+)(\S)"
+
+
 def _parse_plain_rows(df: pl.DataFrame) -> pl.DataFrame:
     h = pl.col("text").str.extract_groups(_HEADER)
     df = df.with_columns(h.alias("h"))
-    return df.with_columns(
+    df = df.with_columns(
         pl.coalesce("time", pl.col("h").struct.field("ts")).alias("time"),
         pl.coalesce("level", pl.col("h").struct.field("lvl")).alias("level"),
         pl.when(pl.col("h").struct.field("ts").is_not_null())
         .then(pl.col("text").str.replace(_HEADER, ""))
         .otherwise(pl.col("text")).alias("text"),
+    )
+    # ``<time> ERROR web-api worker loop lagging``: a hyphenated name right after the level is the
+    # writer (a bare word there is too often the message's first word to count)
+    named = pl.col("h").struct.field("lvl").is_not_null() & pl.col("service").is_null() & pl.col("text").str.contains(_NAMED)
+    return df.with_columns(
+        pl.when(named).then(pl.col("text").str.extract(_NAMED, 1)).otherwise("service").alias("service"),
+        pl.when(named).then(pl.col("text").str.replace(_NAMED, "${2}")).otherwise("text").alias("text"),
     ).drop("h")
 
 

@@ -197,3 +197,12 @@ def test_whole_file_json_documents_are_read_as_lines(tmp_path):
          "involvedObject": {"kind": "Pod", "name": "spark-etl-7f3a9c8d1e2b4f5a-exec-3"}}]}, indent=1))
     rec = parse_lines(read_tail(events, 1 << 20).lines).records[0]
     assert rec.service == "spark-etl" and rec.message == "OOMKilled: container killed"
+
+
+def test_a_hyphenated_name_after_the_level_is_the_writer():
+    """``<time> ERROR web-api worker loop lagging`` (the README's own example): web-api wrote it."""
+    rec = one("2024-01-07T10:29:01Z ERROR web-api worker loop lagging cpu_throttled_pct=93")
+    assert (rec.service, rec.level, rec.message) == ("web-api", "ERROR", "worker loop lagging cpu_throttled_pct=93")
+    assert one("2025-01-01T10:00:00Z WARN orders-service: retrying charge").service == "orders-service"
+    # a bare word after the level is the message's first word, not a service
+    assert one("2025-01-01T10:00:00Z ERROR connection refused by peer").service is None
