@@ -42,6 +42,8 @@ class FileRead:
     def notes(self, path: Path, max_bytes: int) -> list[str]:
         """What was left out of or changed in the file, in words a user can act on."""
         out = []
+        if not self.lines and self.error is None:
+            out.append(f"{path}: holds no log lines (empty or blank)")
         if self.skipped_bytes:
             out.append(f"{path}: only the last {max_bytes} bytes read ({self.skipped_bytes} skipped)")
         if self.nul_bytes:

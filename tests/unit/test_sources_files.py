@@ -112,3 +112,15 @@ def test_byte_order_marks_say_how_a_file_is_encoded(tmp_path) -> None:
         assert read.lines == lines and read.error is None and read.replaced_chars == 0 and read.nul_bytes == 0, name
     tail = read_tail(tmp_path / "utf16-le.log", 40)  # the end of a UTF-16 file: whole characters, whole lines
     assert tail.lines == ["zweite Zeile", "third"] and tail.skipped_bytes > 0
+
+
+def test_an_empty_file_is_named(tmp_path) -> None:
+    from pipelines.sources.files import read_tail
+
+    (tmp_path / "empty.log").write_bytes(b"")
+    (tmp_path / "blank.log").write_bytes(b"\n  \n\n")
+    for name in ("empty.log", "blank.log"):
+        read = read_tail(tmp_path / name, 1000)
+        assert read.lines == [] and any("holds no log lines" in n for n in read.notes(tmp_path / name, 1000))
+    (tmp_path / "one.log").write_text("2025-01-01T10:00:00Z INFO ok\n")
+    assert read_tail(tmp_path / "one.log", 1000).notes(tmp_path / "one.log", 1000) == []
