@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from anomaly.change_points import count_llr
 from anomaly.digest import BASELINE_PREFIX, Digest, TemplateStats
 from anomaly.scoring import MetricFrame
 
@@ -174,7 +175,7 @@ def _rise(counts: Sequence[int]) -> int | None:
         r1, r2 = before / k, after / (n - k)
         if r2 < RISE_FACTOR * max(r1, 1.0 / k):
             continue
-        llr = sum(c * math.log(c / (e * total / n)) for c, e in ((before, k), (after, n - k)) if c > 0)
+        llr = count_llr(before, k, after, n - k)
         if llr > best_llr:
             best, best_llr = k, llr
     return best

@@ -131,18 +131,25 @@ def dns_servers(digest: Digest) -> set[str]:
     return named
 
 
-def template_weights(evidence: Evidence) -> dict[str, float]:
-    """Weight of each error template that grew: against the baseline, else from before the alert to after."""
+def _baseline_seen(evidence: Evidence) -> tuple[dict[str, int], float]:
+    """Lines per template text in the baseline (empty without one), and the window's volume over the baseline's."""
+    baseline = evidence.baseline_digest
+    seen: dict[str, int] = defaultdict(int)
+    if baseline is None or not baseline.lines:
+        return seen, 1.0
+    for t in baseline.templates.values():
+        seen[t.text] += t.count
+    return seen, evidence.digest.lines / baseline.lines
+
+
+def template_weights(evidence: Evidence, onset: dict[str, float]) -> dict[str, float]:
+    """Weight of each error template that grew: against the baseline, else by its IsolationForest flag;
+    times its onset factor (``log_templates.onset_factors``)."""
     digest = evidence.digest
     baseline = evidence.baseline_digest
     has_baseline = baseline is not None and baseline.lines > 0
-    seen: dict[str, int] = defaultdict(int)
-    if has_baseline:
-        for t in baseline.templates.values():
-            seen[t.text] += t.count
-    scale = digest.lines / baseline.lines if has_baseline else 1.0
+    seen, scale = _baseline_seen(evidence)
     flagged = {i.template_id: i.score for i in evidence.report.templates if i.template_id}
-    onset = onset_factors(digest)
     out = {}
     for tid, t in digest.templates.items():
         if not t.is_error or t.count < MIN_ERROR_LINES:
@@ -166,7 +173,7 @@ def _growth(evidence: Evidence, seen: dict[str, int], scale: float, onset: dict[
     return math.log1p(t.count) * onset.get(tid, 1.0)
 
 
-def resource_owners(evidence: Evidence) -> list[tuple[tuple[str, str], float, int, str]]:
+def resource_owners(evidence: Evidence, onset: dict[str, float]) -> list[tuple[tuple[str, str], float, int, str]]:
     """Services whose own lines, at any level, report a shared resource's failure from the inside.
 
     A database logs lock waits and refused clients at LOG or FATAL level; the cluster's kubelet
@@ -175,13 +182,7 @@ def resource_owners(evidence: Evidence) -> list[tuple[tuple[str, str], float, in
     lines, proof) for each.
     """
     digest = evidence.digest
-    baseline = evidence.baseline_digest
-    seen: dict[str, int] = defaultdict(int)
-    if baseline is not None and baseline.lines:
-        for t in baseline.templates.values():
-            seen[t.text] += t.count
-    scale = digest.lines / baseline.lines if baseline is not None and baseline.lines else 1.0
-    onset = onset_factors(digest)
+    seen, scale = _baseline_seen(evidence)
     known = {s for s in digest.services if s}
     out = []
     pressure = None  # the resource kubelet reclaims, from any of its eviction lines
@@ -235,7 +236,8 @@ class DependencySignal:
         proofs: dict[tuple[str, str], list[tuple[float, str]]] = defaultdict(list)
         dns_names: set[str] = set()
         dns_weight, dns_lines, dns_proofs = 0.0, 0, []
-        for tid, w in template_weights(evidence).items():
+        onset = onset_factors(digest)  # once: both passes below weigh templates by it
+        for tid, w in template_weights(evidence, onset).items():
             t = digest.templates[tid]
             text = " ".join([t.text, *t.samples[:3], *t.exception_types])
             kinds = set(kinds_in(text))
@@ -260,7 +262,7 @@ class DependencySignal:
                 lines[key] += t.count
                 proofs[key].append((w, _proof(t)))
 
-        for (service, kind), w, n, proof in resource_owners(evidence):
+        for (service, kind), w, n, proof in resource_owners(evidence, onset):
             weight[(service, kind)] += w
             lines[(service, kind)] += n
             proofs[(service, kind)].append((w, proof))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from anomaly import Digest, TemplateStats
 from pipelines.reasoning.base import Evidence
-from pipelines.reasoning.onset import best_change
+from anomaly.change_points import best_change
 from pipelines.reasoning.signals.base import Finding, saturate
 from pipelines.reasoning.signals.lexicon import KINDS_BY_NAME, kinds_in
 from pipelines.schemas import Category
@@ -79,7 +79,7 @@ def named_services(t: TemplateStats, known: set[str]) -> set[str]:
 def onset_factors(digest: Digest) -> dict[str, float]:
     """Per template: how much its rate rose at its own change point inside the window.
 
-    The change point is found in the template's counts (``pipelines/reasoning/onset.py``), not
+    The change point is found in the template's counts (``anomaly/change_points.py``), not
     taken from the alert, which fires minutes after a fault began. 1.5 for a template that only
     appears after its change; ``STEADY_DISCOUNT`` for one with no significant change, or one that
     fell (it was there before whatever happened: an earlier fault still going on, or chronic

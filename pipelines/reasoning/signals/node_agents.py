@@ -8,7 +8,7 @@ all. So: when network errors (``network_error`` / ``network_delay`` words) of ot
 rise at a change point inside the window, and a network agent logged a warning, an error or a
 restart no more than ``LINK_SECONDS`` before that onset, the agent is the cause.
 
-The errors' rise is found in the data (``onset.best_change`` on their share of all lines), not
+The errors' rise is found in the data (``change_points.best_change`` on their share of all lines), not
 taken from the alert; errors already as frequent before (a kubelet's routine handshake EOFs)
 make no onset. The agent must speak first: an agent that restarts after the errors began is
 being repaired, not breaking things.
@@ -21,7 +21,7 @@ import re
 
 from anomaly import Digest, TemplateStats
 from pipelines.reasoning.base import Evidence
-from pipelines.reasoning.onset import best_change
+from anomaly.change_points import best_change
 from pipelines.reasoning.signals.base import Finding, saturate
 from pipelines.reasoning.signals.lexicon import KINDS_BY_NAME, kinds_in
 from pipelines.reasoning.signals.log_templates import GROWTH_FACTOR

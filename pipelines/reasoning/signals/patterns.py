@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from anomaly import TemplateStats
 from anomaly.digest import BASELINE_PREFIX
 from pipelines.reasoning.base import Evidence
-from pipelines.reasoning.onset import MIN_SIDE_BUCKETS
+from anomaly.change_points import MIN_SIDE_BUCKETS
 from pipelines.reasoning.signals.base import Finding, saturate
 from pipelines.schemas import Category, Span
 

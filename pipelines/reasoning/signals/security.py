@@ -4,7 +4,7 @@ Failed logins and refused tokens from the internet are routine on any exposed se
 presence is not the signal; a rise is. A service's refusals (``lexicon.AUTH_FAILURE`` words:
 failed passwords, invalid users, rejected or expired tokens, denials; an access-log line counts
 by its status, 401/403 refused, anything else not) count when they rise against the window's own
-earlier part (their share of all lines, at their own change point, ``onset.best_change``) or
+earlier part (their share of all lines, at their own change point, ``change_points.best_change``) or
 against the baseline. The service that records the refusals is the one under attack. The digest
 keeps a status for no line, only a few samples per template: an access-log template counts the
 share of its samples that were refused (a scanner's requests, with their own client and route,
@@ -28,7 +28,7 @@ from collections import Counter, defaultdict
 
 from anomaly import Digest, TemplateStats
 from pipelines.reasoning.base import Evidence
-from pipelines.reasoning.onset import best_change
+from anomaly.change_points import best_change
 from pipelines.reasoning.signals.base import Finding, saturate
 from pipelines.reasoning.signals.lexicon import AUTH_FAILURE, AUTH_REFUSED_STATUSES, KINDS_BY_NAME, http_status, kinds_in
 from pipelines.reasoning.signals.log_templates import GROWTH_FACTOR

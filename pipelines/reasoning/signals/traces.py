@@ -11,7 +11,7 @@ caller that fails because its callee failed is a victim.
 
 Alerts fire minutes after a delay begins, so the window holds normal calls before it too: each
 edge's and each service's window values are taken from their own change point on, when their
-level rose there (``onset.after_rise``), and compared with the baseline.
+level rose there (``change_points.after_rise``), and compared with the baseline.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import math
 from collections import defaultdict
 
 from pipelines.reasoning.base import Evidence
-from pipelines.reasoning.onset import after_rise
+from anomaly.change_points import after_rise
 from pipelines.reasoning.signals.base import Finding, median, saturate
 from pipelines.schemas import Category, Span
 

@@ -1,5 +1,7 @@
 """When a change began: change points found in the data, not taken from the alert.
 
+Pure Python, in ``anomaly/`` so the reasoner's signals and the summary share one implementation.
+
 Alerts fire minutes after a fault begins (a ``for: 2m`` rule, a slow scrape), and earlier
 faults may still be going on. The window before the alert then holds the fault as much as the
 normal traffic before it, and "before the alert against after it" finds nothing. So each
