@@ -33,9 +33,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipelines.kafka_producer import AlertPublisher  # noqa: E402
-from pipelines.kafka_reader import KafkaReader  # noqa: E402
-from pipelines.kafka_topics import TopicNames, ensure_topics  # noqa: E402
+from pipelines.streaming.producer import AlertPublisher  # noqa: E402
+from pipelines.streaming.reader import KafkaReader  # noqa: E402
+from pipelines.streaming.topics import TopicNames, ensure_topics  # noqa: E402
 from pipelines.schemas import Alert  # noqa: E402
 from pipelines.settings import Settings  # noqa: E402
 
@@ -193,7 +193,7 @@ def bench_storm(bootstrap: str, count: int) -> dict[str, Any]:
         try:
             return asyncio.run(_storm(app.settings, count, app_seconds, Store))
         finally:
-            from pipelines.kafka_reader import stop_reader
+            from pipelines.streaming.reader import stop_reader
 
             stop_reader("rca")
             runtime.stop()

@@ -206,7 +206,7 @@ class Ingress:
         configure_auth(Authenticator(settings, self._find_key), self._write_audit)
         configure_pages(self._store_ready)
         if settings.kafka_bootstrap:
-            from pipelines.kafka_reader import ensure_reader
+            from pipelines.streaming.reader import ensure_reader
 
             ensure_reader(settings, app_name=serve.get_replica_context().app_name)
 
@@ -307,12 +307,13 @@ class Ingress:
 
     async def _reader_stats(self) -> dict[str, Any]:
         """The Kafka reader's counts, DLQ, drops, lag and buffers; never fails /health."""
-        from pipelines.kafka_reader import get_reader
+        from pipelines.streaming.reader import get_reader
 
         reader = get_reader(serve.get_replica_context().app_name)
         if reader is None:
             return {"bootstrap": self._settings.kafka_bootstrap, "state": "unavailable", "reason": "no reader actor"}
         try:
+            await asyncio.wait_for(reader.start.remote(), timeout=5)  # resumes an actor Ray restarted
             return await asyncio.wait_for(reader.stats.remote(), timeout=5)
         except Exception as exc:
             return {"bootstrap": self._settings.kafka_bootstrap, "state": "unavailable", "reason": f"{type(exc).__name__}: {exc}"}
@@ -381,7 +382,7 @@ class Ingress:
             log.exception("alert %s (%s) could not be processed", alert.name, alert.identity())
 
     async def _publish(self, alerts: list[Any]) -> None:
-        from pipelines.kafka_producer import AlertPublisher, KafkaUnavailable
+        from pipelines.streaming.producer import AlertPublisher, KafkaUnavailable
 
         try:
             if self._publisher is None:

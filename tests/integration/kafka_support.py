@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from pipelines.kafka_topics import TopicNames
+from pipelines.streaming.topics import TopicNames
 from pipelines.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -45,8 +45,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from pipelines.kafka_producer import Publisher
-from pipelines.kafka_topics import TopicNames
+from pipelines.streaming.producer import Publisher
+from pipelines.streaming.topics import TopicNames
 from pipelines.simulate import SCENARIOS
 from tests.conftest import AUTH_SETTINGS, REPO, WEBHOOK_TOKEN, free_port
 from tests.integration.kafka_support import isolated_settings, kafka_bootstrap  # noqa: F401 - fixture
@@ -154,7 +154,7 @@ def loop_app(serve_app: str, database_url: str, data_dir: Path, loop_stack: Stac
     from ray import serve
 
     from pipelines.app import build_app
-    from pipelines.kafka_reader import stop_reader
+    from pipelines.streaming.reader import stop_reader
 
     settings = isolated_settings(
         kafka_bootstrap,

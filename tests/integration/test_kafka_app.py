@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pipelines.kafka_producer import LogPublisher, Publisher
-from pipelines.kafka_topics import TopicNames
+from pipelines.streaming.producer import LogPublisher, Publisher
+from pipelines.streaming.topics import TopicNames
 from tests.integration.kafka_support import (  # noqa: F401 - fixtures
     Broker,
     am_alert,
@@ -42,7 +42,7 @@ def kafka_app(serve_app: str, database_url: str, private_broker: Broker) -> Iter
     from ray import serve
 
     from pipelines.app import build_app
-    from pipelines.kafka_reader import stop_reader
+    from pipelines.streaming.reader import stop_reader
 
     # The default topic names (the broker is this module's own): the test holds whether or not the
     # ingress takes the names from its settings (AlertPublisher.from_settings).

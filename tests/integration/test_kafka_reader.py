@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from pipelines.kafka_producer import AlertPublisher, KafkaUnavailable, LogPublisher, Publisher
-from pipelines.kafka_reader import KafkaReader
-from pipelines.kafka_topics import TopicNames
+from pipelines.streaming.producer import AlertPublisher, KafkaUnavailable, LogPublisher, Publisher
+from pipelines.streaming.reader import KafkaReader
+from pipelines.streaming.topics import TopicNames
 from pipelines.schemas import Alert
 from tests.integration.kafka_support import (  # noqa: F401 - fixtures
     Broker,

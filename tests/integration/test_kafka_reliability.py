@@ -193,7 +193,7 @@ def reliability_app(
     from ray import serve
 
     from pipelines.app import build_app
-    from pipelines.kafka_reader import stop_reader
+    from pipelines.streaming.reader import stop_reader
 
     standin, _ = llm
     settings = isolated_settings(
@@ -213,7 +213,7 @@ def reliability_app(
 def reader_stats() -> dict[str, Any]:
     import ray
 
-    from pipelines.kafka_reader import get_reader
+    from pipelines.streaming.reader import get_reader
 
     reader = get_reader(APP)
     assert reader is not None, f"the reader actor of {APP} is not running"

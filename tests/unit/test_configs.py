@@ -577,7 +577,7 @@ def test_serve_config_checks_catch_a_misspelt_option_and_a_wrong_type() -> None:
 
 
 def test_the_otel_collector_publishes_spans_as_otlp_json_to_the_spans_topic() -> None:
-    """The collector's exporter writes what pipelines.otlp decodes, to the topic the reader assigns."""
+    """The collector's exporter writes what pipelines.streaming.otlp decodes, to the topic the reader assigns."""
     from pipelines.settings import Settings
 
     config = yaml.safe_load((CONFIGS / "otel-collector.yaml").read_text())

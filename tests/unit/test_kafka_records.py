@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 import pytest
 from pydantic import ValidationError
 
-from pipelines.kafka_producer import alert_record, log_record
-from pipelines.kafka_reader import PartitionProgress
-from pipelines.log_buffer import parse_log_event
+from pipelines.streaming.producer import alert_record, log_record
+from pipelines.streaming.offsets import PartitionProgress
+from pipelines.streaming.log_buffer import parse_log_event
 from pipelines.schemas import Alert
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.log_buffer import (
+from pipelines.streaming.log_buffer import (
     BLOCK_EVENTS,
     DROP_EVICTED,
     DROP_OVERSIZED,

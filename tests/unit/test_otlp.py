@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipelines.otlp import InvalidSpanBatch, decode_spans
+from pipelines.streaming.otlp import InvalidSpanBatch, decode_spans
 from tests.support.otlp import otlp_batch
 
 T = 1_700_000_000.0

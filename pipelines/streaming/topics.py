@@ -6,7 +6,7 @@ Why the topics are created explicitly
     so it is a setting of ours (``RCA_KAFKA_PARTITIONS``), and the producer and the reader
     both call :func:`ensure_topics` before they start: whoever comes first creates them.
 
-``python -m pipelines.kafka_topics --bootstrap 127.0.0.1:9092`` (what ``scripts/kafka
+``python -m pipelines.streaming.topics --bootstrap 127.0.0.1:9092`` (what ``scripts/kafka
 topics`` runs) does the same from the command line.
 """
 
@@ -123,7 +123,7 @@ async def _create_missing(
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: create the topics on a running broker and say what was done."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.kafka_topics", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m pipelines.streaming.topics", description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", help="host:port of the broker (default: RCA_KAFKA_BOOTSTRAP or 127.0.0.1:9092)")
     parser.add_argument("--partitions", type=int, help="partitions of new topics (default: RCA_KAFKA_PARTITIONS)")
     args = parser.parse_args(argv)

@@ -7,8 +7,8 @@ One class, :class:`KafkaReader`, two loops:
   group: each reader needs every service's lines), starting at the records of the last two
   context windows, so a restarted reader refills its buffers from Kafka: an alert's context
   is its window, and its baseline the window before. Events are checked
-  cheaply and kept as raw bytes in :class:`~pipelines.log_buffer.LogBuffers`; span batches
-  (OTLP/JSON from an OpenTelemetry Collector, :mod:`pipelines.otlp`) are decoded and each
+  cheaply and kept as raw bytes in :class:`~pipelines.streaming.log_buffer.LogBuffers`; span batches
+  (OTLP/JSON from an OpenTelemetry Collector, :mod:`pipelines.streaming.otlp`) are decoded and each
   span kept in a second buffer. Bad ones go to ``rca.dlq``.
 * **alerts** - a consumer group with manual commits. An alert's offset is committed only
   after ``process(alert, context)`` returned, i.e. after its incident and analysis are stored
@@ -41,18 +41,21 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 
 from pipelines import metrics
 from pipelines.context_window import ContextWindow
-from pipelines.kafka_topics import KafkaUnavailable, TopicNames, ensure_topics
-from pipelines.log_buffer import LogBuffers
-from pipelines.otlp import InvalidSpanBatch, decode_spans
+from pipelines.streaming.dead_letters import DeadLetters
+from pipelines.streaming.log_buffer import LogBuffers
+from pipelines.streaming.offsets import PartitionProgress
+from pipelines.streaming.otlp import InvalidSpanBatch, decode_spans
+from pipelines.streaming.producer import Publisher
+from pipelines.streaming.retry import backoff_seconds
+from pipelines.streaming.topics import KafkaUnavailable, TopicNames, ensure_topics
 from pipelines.schemas import Alert
 from pipelines.settings import Settings
 
@@ -65,42 +68,12 @@ Process = Callable[[dict[str, Any], dict[str, Any], str], Awaitable[dict[str, An
 
 READER_NAMESPACE = "rca"
 LOGS_FETCH_RECORDS = 20_000
-RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 REVOKE_WAIT_SECONDS = 30.0
 METRICS_EVERY_SECONDS = 5.0
 
 
 def _now() -> float:
     return time.time()
-
-
-class PartitionProgress:
-    """Offsets of one partition that are in flight; what may be committed is the lowest unfinished one.
-
-    Pure bookkeeping (no Kafka), so the at-least-once rule is tested on its own.
-    """
-
-    __slots__ = ("pending", "next_offset", "committed")
-
-    def __init__(self) -> None:
-        self.pending: set[int] = set()
-        self.next_offset: int | None = None  # one past the highest offset taken
-        self.committed: int | None = None
-
-    def take(self, offset: int) -> None:
-        self.pending.add(offset)
-        if self.next_offset is None or offset + 1 > self.next_offset:
-            self.next_offset = offset + 1
-
-    def finish(self, offset: int) -> None:
-        self.pending.discard(offset)
-
-    def committable(self) -> int | None:
-        """The offset to commit now (the next record to read after a restart), or None if nothing new."""
-        if self.next_offset is None:
-            return None
-        offset = min(self.pending) if self.pending else self.next_offset
-        return None if self.committed is not None and offset <= self.committed else offset
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -149,7 +122,9 @@ class KafkaReader:
         self._tasks: list[asyncio.Task[None]] = []
         self._alerts: AIOKafkaConsumer | None = None
         self._logs: AIOKafkaConsumer | None = None
-        self._dlq: AIOKafkaProducer | None = None
+        self.dead_letters = DeadLetters(
+            Publisher(self.bootstrap, partitions=None, topics=self.topics), self.topics.dlq
+        )
         self._stopping = False
         self._log_positions: dict[TopicPartition, int] = {}
         self.counts: dict[str, int] = {
@@ -162,7 +137,6 @@ class KafkaReader:
             "commits": 0,
             "pauses": 0,
         }
-        self.dlq: dict[str, int] = {}
         self._dropped_recorded: dict[str, int] = {}
         self.state = "new"
         self.last_error: str | None = None
@@ -189,10 +163,11 @@ class KafkaReader:
         await asyncio.gather(*self._tasks, *self._pending_tasks, return_exceptions=True)
         self._tasks = []
         self._pending_tasks.clear()
-        for client in (self._alerts, self._logs, self._dlq):
+        for client in (self._alerts, self._logs):
             if client is not None:
                 await _stop_quietly(client)
-        self._alerts = self._logs = self._dlq = None
+        self._alerts = self._logs = None
+        await self.dead_letters.stop()
         self.state = "stopped"
 
     async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
@@ -210,7 +185,7 @@ class KafkaReader:
                 client = self._logs if name == "logs" else self._alerts
                 if client is not None:
                     await _stop_quietly(client)
-                await asyncio.sleep(RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)])
+                await asyncio.sleep(backoff_seconds(attempt))
                 attempt += 1
 
     async def _connect(self, what: str, connect: Callable[[], Awaitable[Any]]) -> Any:
@@ -221,60 +196,16 @@ class KafkaReader:
                 return await connect()
             except (KafkaError, KafkaUnavailable, OSError, asyncio.TimeoutError) as error:
                 self.last_error = f"{what}: {type(error).__name__}: {error}"
-                delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
+                delay = backoff_seconds(attempt)
                 logger.warning(
                     "Kafka reader cannot connect %s to %s (%s); retrying in %gs", what, self.bootstrap, error, delay
                 )
                 attempt += 1
                 await asyncio.sleep(delay)
 
-    async def _dlq_producer(self) -> AIOKafkaProducer:
-        if self._dlq is None:
-
-            async def connect() -> AIOKafkaProducer:
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
-                    client_id=f"{self.client_id}-dlq",
-                )
-                try:
-                    await producer.start()
-                except BaseException:
-                    await _stop_quietly(producer)
-                    raise
-                return producer
-
-            producer = await self._connect("the DLQ producer", connect)
-            if self._dlq is None:
-                self._dlq = producer
-            else:
-                await producer.stop()
-        return self._dlq
-
     async def _send_to_dlq(self, record: Any, reason: str, detail: str) -> None:
-        """Write the message, unchanged, to the DLQ with why; retried until the broker has it."""
-        headers = [
-            ("rca-dlq-reason", reason.encode()),
-            ("rca-dlq-detail", detail[:1000].encode("utf-8", "replace")),
-            ("rca-dlq-source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
-            ("rca-dlq-time", datetime.now(timezone.utc).isoformat().encode()),
-        ]
-        attempt = 0
-        while True:
-            producer = await self._dlq_producer()
-            try:
-                await (await producer.send(self.topics.dlq, value=record.value, key=record.key, headers=headers))
-                break
-            except KafkaError as error:
-                self.last_error = f"DLQ: {type(error).__name__}: {error}"
-                if self._dlq is producer:  # a fresh producer id (see kafka_producer.Publisher._discard)
-                    self._dlq = None
-                    await _stop_quietly(producer, 2.0)
-                await asyncio.sleep(RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)])
-                attempt += 1
-        self.dlq[reason] = self.dlq.get(reason, 0) + 1
-        metrics.count_dlq(reason)
-        logger.warning("message %s/%d/%d sent to %s: %s: %s", record.topic, record.partition, record.offset,
-                       self.topics.dlq, reason, detail[:200])
+        await self.dead_letters.send(record, reason, detail)
+        self.last_error = self.dead_letters.last_error or self.last_error
 
     # ---------------------------------------------------------------- logs
 
@@ -494,7 +425,7 @@ class KafkaReader:
             except Exception as error:  # the app or its database is down: keep the alert, retry
                 self.counts["process_retries"] += 1
                 self.last_error = f"process_alert: {type(error).__name__}: {_short(error)}"
-                delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
+                delay = backoff_seconds(attempt)
                 logger.warning("alert %s (%s) not stored yet (%s); retrying in %gs",
                                alert.name, alert.identity(), self.last_error, delay)
                 attempt += 1
@@ -566,7 +497,9 @@ class KafkaReader:
         return self.buffers.window(start, end, None if service is None else [service])
 
     def lag(self) -> dict[str, int]:
-        """Messages behind the end of each partition (``topic/partition`` -> count), as last fetched."""
+        """Messages behind the end of each partition (``topic/partition`` -> count), as last fetched.
+
+        A query: it writes no gauge (:meth:`record_metrics` does)."""
         lags: dict[str, int] = {}
         for consumer, topic in ((self._logs, self.topics.logs), (self._alerts, self.topics.alerts)):
             if consumer is None:
@@ -582,15 +515,14 @@ class KafkaReader:
                     position = progress.next_offset if progress else None
                 if position is not None:
                     lags[f"{tp.topic}/{tp.partition}"] = max(0, end - position)
-        for key, value in lags.items():
-            topic, partition = key.rsplit("/", 1)
-            metrics.set_kafka_lag(topic, int(partition), value)
         return lags
 
     def record_metrics(self) -> None:
         """Record the lag of every partition and the buffer drops since the last call; never raises."""
         try:
-            self.lag()
+            for key, value in self.lag().items():
+                topic, partition = key.rsplit("/", 1)
+                metrics.set_kafka_lag(topic, int(partition), value)
             dropped = dict(self.buffers.dropped)
             new = {reason: count - self._dropped_recorded.get(reason, 0) for reason, count in dropped.items()}
             metrics.count_lines(0, {reason: count for reason, count in new.items() if count > 0})
@@ -606,16 +538,16 @@ class KafkaReader:
     async def stats(self) -> dict[str, Any]:
         """What /health and metrics show: counts, DLQ and drops by reason, lag, buffers, in flight.
 
-        Also (re)starts the loops, so an actor that Ray restarted resumes when /health asks.
+        A query: it starts nothing (an actor that Ray restarted is started by :meth:`start`,
+        which the ingress calls before it asks).
         """
-        await self.start()
         buffers = self.buffers.stats()
         spans = self.spans.stats()
         return {
             "state": self.state,
             "bootstrap": self.bootstrap,
             **self.counts,
-            "dlq": dict(self.dlq),
+            "dlq": dict(self.dead_letters.counts),
             "dropped": dict(buffers.dropped),
             "lag": self.lag(),
             "buffer_bytes": buffers.bytes,

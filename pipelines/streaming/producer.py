@@ -23,7 +23,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from pipelines.kafka_topics import KafkaUnavailable, TopicNames, ensure_topics
+from pipelines.streaming.topics import KafkaUnavailable, TopicNames, ensure_topics
 from pipelines.schemas import Alert, LogEvent
 from pipelines.settings import Settings
 
@@ -31,8 +31,10 @@ __all__ = ["AlertPublisher", "KafkaUnavailable", "LogPublisher", "Publisher", "a
 
 logger = logging.getLogger(__name__)
 
-Record = tuple[bytes | None, bytes]
+Record = tuple[bytes | None, bytes | None]
 """(key, value) of one Kafka record."""
+
+Headers = list[tuple[str, bytes]]
 
 _JSON_HEADERS = [("content-type", b"application/json")]
 
@@ -129,8 +131,10 @@ class Publisher:
             except (asyncio.TimeoutError, KafkaError) as error:
                 logger.warning("Kafka producer did not stop cleanly: %s", error)
 
-    async def publish_records(self, topic: str, records: Iterable[Record]) -> int:
+    async def publish_records(self, topic: str, records: Iterable[Record], headers: Headers | None = None) -> int:
         """Write ``records`` to ``topic`` and return once the broker acknowledged every one of them.
+
+        ``headers`` go on every record (default: ``content-type: application/json``).
 
         Raises :class:`KafkaUnavailable` (naming the broker, the topic and the cause) on any
         failure or when ``timeout_seconds`` pass; some records may then have been written.
@@ -143,7 +147,10 @@ class Publisher:
         producer = self._producer
         assert producer is not None
         try:
-            await asyncio.wait_for(self._send_all(producer, topic, records), self.timeout_seconds)
+            await asyncio.wait_for(
+                self._send_all(producer, topic, records, _JSON_HEADERS if headers is None else headers),
+                self.timeout_seconds,
+            )
         except asyncio.TimeoutError as error:
             await self._discard(producer)
             raise KafkaUnavailable(
@@ -174,9 +181,9 @@ class Publisher:
             logger.debug("discarded Kafka producer did not stop cleanly: %s", error)
 
     @staticmethod
-    async def _send_all(producer: AIOKafkaProducer, topic: str, records: Sequence[Record]) -> None:
+    async def _send_all(producer: AIOKafkaProducer, topic: str, records: Sequence[Record], headers: Headers) -> None:
         acknowledgements = [
-            await producer.send(topic, value=value, key=key, headers=_JSON_HEADERS) for key, value in records
+            await producer.send(topic, value=value, key=key, headers=headers) for key, value in records
         ]
         await asyncio.gather(*acknowledgements)
 
