@@ -471,3 +471,104 @@ class Stats(BaseModel):
     latency_p50_seconds: float | None
     latency_p95_seconds: float | None
     incidents_per_hour: list[dict[str, Any]]
+    accuracy: Accuracy | None = Field(default=None, description="from operators' feedback (top-1 and top-3 confirmed)")
+
+
+# ---------------------------------------------------------------- feedback and similar incidents
+
+
+class FeedbackCreate(BaseModel):
+    """Body of ``POST /api/incidents/{id}/feedback``: which hypothesis was right, or the real cause.
+
+    Either ``rank`` (the 1-based rank of the right hypothesis in the latest analysis) or
+    ``category`` and ``service`` (the real cause, when no hypothesis named it); never both.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    rank: int | None = Field(default=None, description="1-based rank of the hypothesis that was right")
+    category: Category | None = Field(default=None, description="the real cause's category, when no hypothesis was right")
+    service: str | None = Field(default=None, min_length=1, max_length=200, description="the real cause's service")
+    notes: str = Field(default="", max_length=4000, description="how it was resolved, for the next on-call")
+
+    @field_validator("service", "notes")
+    @classmethod
+    def _valid_text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        problem = text_problem(info.field_name or "text", value, names=info.field_name == "service") if value else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _rank_or_cause(self) -> "FeedbackCreate":
+        if self.rank is not None and (self.category is not None or self.service is not None):
+            raise ValueError("give either rank (the right hypothesis) or category and service (the real cause), not both")
+        if self.rank is None and (self.category is None or self.service is None):
+            raise ValueError("give rank (the right hypothesis), or both category and service (the real cause)")
+        return self
+
+
+class Feedback(BaseModel):
+    """One operator's verdict on an incident's analysis, as stored; the latest one of an incident is in force."""
+
+    id: int
+    incident_id: str
+    created_at: datetime
+    actor: str
+    rank: int | None = Field(description="the rank the operator named, if they named one")
+    confirmed_rank: int | None = Field(description="rank of the hypothesis that named the confirmed cause; None: none did")
+    category: Category = Field(description="the confirmed cause's category")
+    service: str | None = Field(description="the confirmed cause's service")
+    cause: str | None = Field(description="the confirmed hypothesis' cause, when a rank was given")
+    notes: str = ""
+
+
+class FeedbackList(BaseModel):
+    """``GET /api/incidents/{id}/feedback``: every verdict, newest first; ``current`` is the one in force."""
+
+    incident_id: str
+    current: Feedback | None
+    items: list[Feedback]
+
+
+class Signature(BaseModel):
+    """What identifies an analysis' kind of incident, stored with it (``pipelines/similarity.py``)."""
+
+    category: Category
+    services: list[str] = Field(default_factory=list)
+    templates: list[str] = Field(default_factory=list)
+    evidence_kinds: list[str] = Field(default_factory=list)
+
+
+class SimilarIncident(BaseModel):
+    """A past incident like this one, with what they share and what feedback confirmed about it."""
+
+    incident_id: str
+    alert_name: str
+    service: str | None
+    started_at: datetime
+    status: Literal["open", "resolved"]
+    category: Category
+    top_cause: str | None
+    similarity: float = Field(ge=0.0, le=1.0)
+    shared_services: list[str] = Field(default_factory=list)
+    shared_templates: list[str] = Field(default_factory=list)
+    shared_evidence_kinds: list[str] = Field(default_factory=list)
+    same_category: bool
+    feedback: Feedback | None = None
+
+
+class AccuracyCounts(BaseModel):
+    """How often the confirmed cause was the first hypothesis (top-1) or among the three (top-3)."""
+
+    feedback: int = Field(description="incidents with feedback")
+    top1: int
+    top3: int
+    top1_rate: float | None
+    top3_rate: float | None
+
+
+class Accuracy(AccuracyCounts):
+    """Accuracy from feedback, overall and by the confirmed cause's category."""
+
+    by_category: dict[str, AccuracyCounts] = Field(default_factory=dict)
