@@ -21,6 +21,7 @@ from deployments.summarizer import AUTOSCALING as SUMMARIZER_AUTOSCALING
 from deployments.summarizer import Summarizer
 from pipelines.runbooks import load_runbooks
 from pipelines.settings import Settings
+from pipelines.tls import serve_http_options
 
 APP_NAME = "rca"
 
@@ -83,7 +84,7 @@ def app_builder(args: dict[str, Any]) -> Application:
 
 def run_app(settings: Settings, *, blocking: bool = False, route_prefix: str = "/") -> Any:
     """Start the application on the running Ray cluster and return the ingress handle."""
-    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.start(http_options=serve_http_options(settings))
     return serve.run(
         build_app(settings),
         name=APP_NAME,

@@ -105,10 +105,14 @@ def serve(
         update("ready")
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     out.print(f"[bold green]rca is serving[/bold green] ({'LLM ' + settings.openai_model if settings.llm_configured else 'evidence reasoner'})")
-    out.print(f"  API:        http://{shown_host}:{port}/")
-    out.print(f"  API docs:   http://{shown_host}:{port}/docs")
-    out.print(f"  Health:     http://{shown_host}:{port}/health")
-    out.print(f"  Metrics:    http://{shown_host}:{port}/metrics  (Prometheus: scrape 127.0.0.1:{metrics_port})")
+    api = f"{settings.api_scheme}://{shown_host}:{port}"
+    out.print(f"  API:        {api}/")
+    out.print(f"  API docs:   {api}/docs")
+    out.print(f"  Health:     {api}/health")
+    out.print(f"  Metrics:    {api}/metrics  (Prometheus: scrape 127.0.0.1:{metrics_port})")
+    if settings.tls_cert_file:
+        clients = "client certificates required" if settings.tls_client_ca_file else "no client certificates asked"
+        out.print(f"  TLS:        {settings.tls_cert_file} ({clients})")
     if dashboard:
         out.print("  Ray dashboard: http://127.0.0.1:8265  (Ray 2.60 asks for the token in ~/.ray/auth_token;"
                   " RAY_AUTH_MODE=disabled turns that off for local use only)")

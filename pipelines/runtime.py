@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines import tls
 from pipelines.database import resolve_database_url, stop_embedded
 from pipelines.settings import Settings
 
@@ -26,7 +27,7 @@ class LocalApp:
 
     @property
     def url(self) -> str:
-        return f"http://{self.settings.host}:{self.settings.port}"
+        return f"{self.settings.api_scheme}://{self.settings.host}:{self.settings.port}"
 
 
 def start(
@@ -52,6 +53,9 @@ def start(
     database_url = resolve_database_url(settings.database_url, settings.data_dir)
     settings = settings.model_copy(update={"database_url": database_url})
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    if settings.tls_client_ca_file:
+        # read by Serve's proxy process, which inherits this environment (pipelines/tls.py says why)
+        os.environ[tls.PROXY_CALLBACK_ENV] = tls.PROXY_CALLBACK
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
         if address:
@@ -72,7 +76,7 @@ def start(
                     **ray_node_options(settings),
                 )
     if http:
-        serve.start(http_options={"host": settings.host, "port": settings.port})
+        serve.start(http_options=tls.serve_http_options(settings))
     else:
         serve.start(proxy_location="Disabled")
     handle = serve.run(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, FilePath, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipelines.context_window import DEFAULT_AFTER_SECONDS
@@ -109,6 +109,14 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=600, ge=0, validation_alias="RCA_RATE_LIMIT_PER_MINUTE")
     trusted_proxies: list[str] = Field(default_factory=list, validation_alias="RCA_TRUSTED_PROXIES")
 
+    # --- TLS (README "Security" > "TLS", pipelines/tls.py): HTTPS from Serve's proxy when a certificate and
+    # key are given, client certificates required when a client CA is given; RCA_CA_FILE is the CA bundle
+    # outgoing HTTPS (Loki, Prometheus, the LLM, notifications) verifies servers with (default: httpx's)
+    tls_cert_file: FilePath | None = Field(default=None, validation_alias="RCA_TLS_CERT_FILE")
+    tls_key_file: FilePath | None = Field(default=None, validation_alias="RCA_TLS_KEY_FILE")
+    tls_client_ca_file: FilePath | None = Field(default=None, validation_alias="RCA_TLS_CLIENT_CA_FILE")
+    ca_file: FilePath | None = Field(default=None, validation_alias="RCA_CA_FILE")
+
     # --- HTTP
     host: str = Field(default="127.0.0.1", validation_alias="RCA_HOST")
     port: int = Field(default=8000, ge=1, le=65535, validation_alias="RCA_PORT")
@@ -124,6 +132,24 @@ class Settings(BaseSettings):
                 f"RCA_METRICS_HOST={value!r}: Ray's metrics agent listens either on loopback (127.0.0.1) or on "
                 "every interface (0.0.0.0), never on one chosen interface; pick one and firewall the port")
         return value
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> "Settings":
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            given, missing = (
+                ("RCA_TLS_CERT_FILE", "RCA_TLS_KEY_FILE") if self.tls_cert_file else ("RCA_TLS_KEY_FILE", "RCA_TLS_CERT_FILE")
+            )
+            raise ValueError(f"{given} is set but {missing} is not: HTTPS needs both the certificate and its key")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError(
+                "RCA_TLS_CLIENT_CA_FILE is set without RCA_TLS_CERT_FILE/RCA_TLS_KEY_FILE: client certificates "
+                "need HTTPS; set the server's certificate and key too")
+        return self
+
+    @property
+    def api_scheme(self) -> str:
+        """``https`` when the API serves TLS (RCA_TLS_CERT_FILE), else ``http``."""
+        return "https" if self.tls_cert_file else "http"
 
     @property
     def metrics_loopback(self) -> bool:

@@ -22,14 +22,17 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 
 from pipelines import audit as audit_trail
 from pipelines.audit import AuditContext, AuditEntry, AuditPage, AuditRecord
 from pipelines.auth import ApiKey, Role, StoredKey
+from pipelines.database import DatabaseUnavailable
 from pipelines.reasoning.redaction import redact_value
 from pipelines.schemas import Alert, Analysis, Category, Incident, IncidentPage, Severity, Stats
+from pipelines.tls import describe_tls_error
 
 log = logging.getLogger(__name__)
 
@@ -144,14 +147,22 @@ class Store:
         cls, database_url: str, *, min_size: int = 1, max_size: int = 5, group_window: timedelta = DEFAULT_GROUP_WINDOW
     ) -> "Store":
         """Connect, apply pending migrations, and return a ready store."""
-        pool = await asyncpg.create_pool(
-            database_url,
-            min_size=min_size,
-            max_size=max_size,
-            statement_cache_size=0,
-            init=_init_connection,
-            timeout=10,
-        )
+        try:
+            pool = await asyncpg.create_pool(
+                database_url,
+                min_size=min_size,
+                max_size=max_size,
+                statement_cache_size=0,
+                init=_init_connection,
+                timeout=10,
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # sslmode=verify-full&sslrootcert=<CA file> in the URL: a refused certificate says so, by hop
+            parts = urlsplit(database_url)
+            refused = describe_tls_error("PostgreSQL", f"{parts.hostname}:{parts.port or 5432}", exc)
+            if refused:
+                raise DatabaseUnavailable(f"{refused} (sslrootcert= in RCA_DATABASE_URL names the CA)") from exc
+            raise
         store = cls(pool, group_window)
         await store.migrate()
         return store

@@ -52,6 +52,7 @@ from pipelines.schemas import (
     describe_validation_error,
 )
 from pipelines.settings import Settings
+from pipelines.tls import describe_tls_error, http_verify
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +229,7 @@ class LLMReasoner:
             base_url=settings.openai_base_url or DEFAULT_BASE_URL,
             timeout=settings.llm_timeout_seconds,
             max_retries=0,  # retries are ours: counted, bounded, and honouring Retry-After
+            http_client=openai.DefaultAsyncHttpxClient(verify=http_verify(settings)),  # RCA_CA_FILE
         )
 
     async def reason(self, evidence: Evidence) -> Verdict:
@@ -320,6 +322,10 @@ class LLMReasoner:
             except (openai.APITimeoutError, asyncio.TimeoutError):
                 last, outcome = f"no answer within {self.settings.llm_timeout_seconds:g} s", "timeout"
             except openai.APIConnectionError as exc:
+                refused = describe_tls_error("LLM", str(self._client.base_url), exc)
+                if refused:  # a certificate does not fix itself between attempts
+                    count_llm_request("error")
+                    raise LLMCallFailed(refused, "error") from None
                 last, outcome = f"cannot connect ({str(exc)[:200]})", "error"
             except openai.APIStatusError as exc:
                 status = exc.status_code

@@ -15,6 +15,7 @@ from pipelines.sources.base import ContextSource, SourceResult, SourceStatus, ga
 from pipelines.sources.files import FilesSource
 from pipelines.sources.loki import LokiSource, build_selector
 from pipelines.sources.prometheus import PrometheusSource
+from pipelines.tls import http_verify
 
 __all__ = [
     "ContextSource",
@@ -32,10 +33,12 @@ __all__ = [
 def build_sources(settings: Settings, files: Iterable[str | os.PathLike[str]] = ()) -> list[ContextSource]:
     """The sources the settings enable: Prometheus and Loki when their URLs are set, files when given."""
     sources: list[ContextSource] = []
+    verify = http_verify(settings) if settings.prometheus_url or settings.loki_url else True
     if settings.prometheus_url:
         sources.append(
             PrometheusSource(
-                settings.prometheus_url, settings.prometheus_queries, timeout=settings.source_timeout_seconds
+                settings.prometheus_url, settings.prometheus_queries, timeout=settings.source_timeout_seconds,
+                verify=verify,
             )
         )
     if settings.loki_url:
@@ -45,6 +48,7 @@ def build_sources(settings: Settings, files: Iterable[str | os.PathLike[str]] = 
                 settings.loki_selector_labels,
                 timeout=settings.source_timeout_seconds,
                 max_lines=settings.loki_max_lines,
+                verify=verify,
             )
         )
     paths = list(files)

@@ -9,6 +9,7 @@ window is covered or ``max_lines`` is reached; reaching the cap is reported, not
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -18,6 +19,7 @@ import httpx
 from pipelines.schemas import Alert, LogEvent
 from pipelines.sources.base import SourceResult, describe_error
 from pipelines.sources.prometheus import promql_string, unix_seconds
+from pipelines.tls import describe_tls_error
 
 SERVICE_LABELS = ("service", "service_name", "app", "job", "container")
 LEVEL_LABELS = ("level", "detected_level", "severity", "lvl")
@@ -53,6 +55,7 @@ class LokiSource:
         timeout: float = 10.0,
         max_lines: int = 20_000,
         headers: Mapping[str, str] | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.name = "loki"
         self.base_url = base_url.rstrip("/")
@@ -60,6 +63,7 @@ class LokiSource:
         self.timeout = timeout
         self.max_lines = max_lines
         self.headers = dict(headers or {})
+        self.verify = verify  # pipelines.tls.http_verify: the CA bundle of RCA_CA_FILE
 
     async def fetch(self, alert: Alert, start: datetime, end: datetime) -> SourceResult:
         selector = build_selector(alert, self.selector_labels)
@@ -70,7 +74,7 @@ class LokiSource:
         events: list[LogEvent] = []
         problems: list[str] = []
         try:
-            async with httpx.AsyncClient(timeout=self.timeout, headers=self.headers) as client:
+            async with httpx.AsyncClient(timeout=self.timeout, headers=self.headers, verify=self.verify) as client:
                 cursor = start_ns
                 boundary: set[tuple[int, str, str]] = set()  # lines already read at the cursor's nanosecond
                 while cursor < end_ns and len(events) < self.max_lines:
@@ -122,7 +126,7 @@ class LokiSource:
         except httpx.TimeoutException:
             return [], f"no answer within {self.timeout:g} s"
         except httpx.HTTPError as exc:
-            return [], describe_error(exc)
+            return [], describe_tls_error("Loki", self.base_url, exc) or describe_error(exc)
         try:
             body = response.json()
         except ValueError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import ssl
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -20,6 +21,7 @@ import httpx
 
 from pipelines.schemas import Alert, MetricSeries
 from pipelines.sources.base import SourceResult, describe_error
+from pipelines.tls import describe_tls_error
 
 # Series labels that name the service a series belongs to, most specific first.
 SERVICE_LABELS = ("service", "job", "app", "container", "deployment")
@@ -57,6 +59,7 @@ class PrometheusSource:
         timeout: float = 10.0,
         step_seconds: float = 15.0,
         headers: Mapping[str, str] | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.name = "prometheus"
         self.base_url = base_url.rstrip("/")
@@ -64,6 +67,7 @@ class PrometheusSource:
         self.timeout = timeout
         self.step_seconds = step_seconds
         self.headers = dict(headers or {})
+        self.verify = verify  # pipelines.tls.http_verify: the CA bundle of RCA_CA_FILE
 
     async def fetch(self, alert: Alert, start: datetime, end: datetime) -> SourceResult:
         service = alert.service
@@ -74,7 +78,7 @@ class PrometheusSource:
         t0, t1 = unix_seconds(start), unix_seconds(end)
         step = choose_step(t0, t1, self.step_seconds)
         try:
-            async with httpx.AsyncClient(timeout=self.timeout, headers=self.headers) as client:
+            async with httpx.AsyncClient(timeout=self.timeout, headers=self.headers, verify=self.verify) as client:
                 answers = await asyncio.gather(
                     *(self._query(client, name, template, service, t0, t1, step) for name, template in self.queries.items())
                 )
@@ -108,7 +112,7 @@ class PrometheusSource:
         except httpx.TimeoutException:
             return name, [], f"no answer within {self.timeout:g} s", 0
         except httpx.HTTPError as exc:
-            return name, [], describe_error(exc), 0
+            return name, [], describe_tls_error("Prometheus", self.base_url, exc) or describe_error(exc), 0
         try:
             body = response.json()
         except ValueError:

@@ -2,15 +2,19 @@
 
 The stand-ins for OpenAI, Prometheus and Loki build on it: a test talks to them over real
 sockets with the real clients (openai, httpx), so timeouts, status codes and headers are
-exercised the way they are in production, and nothing reaches the internet.
+exercised the way they are in production, and nothing reaches the internet. ``use_tls`` makes any
+of them answer over HTTPS (tests/support/certs.py makes the certificates).
 """
 
 from __future__ import annotations
 
 import json
+import ssl
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -47,6 +51,30 @@ class Reply:
 
 
 Handler = Callable[[Request], Reply]
+
+
+class _Server(ThreadingHTTPServer):
+    """A threading server that speaks TLS on accepted connections once ``ssl_context`` is set.
+
+    The handshake runs in the request's thread (``do_handshake_on_connect=False``), so a client
+    that refuses the certificate never blocks the accept loop; its failure is kept, not printed.
+    """
+
+    ssl_context: ssl.SSLContext | None = None
+    tls_failures: list[BaseException]
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()
+        if self.ssl_context is not None:
+            sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, (ssl.SSLError, ConnectionError)):
+            self.tls_failures.append(error)
+            return
+        super().handle_error(request, client_address)
 
 
 class StandinServer:
@@ -94,16 +122,33 @@ class StandinServer:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _RequestHandler)
+        self._server = _Server(("127.0.0.1", 0), _RequestHandler)
+        self._server.tls_failures = []
         self._server.daemon_threads = True
         self._server.block_on_close = False
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
+    def use_tls(self, cert: Path, key: Path, *, client_ca: Path | None = None) -> "StandinServer":
+        """Answer over HTTPS with ``cert``/``key`` from now on (client certificates required with ``client_ca``)."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        if client_ca is not None:
+            context.load_verify_locations(client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+        self._server.ssl_context = context
+        return self
+
+    @property
+    def tls_failures(self) -> list[BaseException]:
+        """Handshakes that failed on the server's side (a client refused the certificate, or had none)."""
+        return self._server.tls_failures
+
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        scheme = "https" if self._server.ssl_context is not None else "http"
+        return f"{scheme}://{host}:{port}"
 
     def close(self) -> None:
         self._stop.set()

@@ -1,0 +1,111 @@
+"""TLS on every hop but Kafka: the API's HTTPS, the CA that outgoing HTTPS trusts, and errors that name the hop.
+
+One place builds each piece so every caller gets the same behaviour:
+
+* :func:`serve_http_options` is the ``http_options`` of ``serve.start`` (host, port and, with
+  ``RCA_TLS_CERT_FILE``/``RCA_TLS_KEY_FILE``, HTTPS from Serve's own proxy; with
+  ``RCA_TLS_CLIENT_CA_FILE`` client certificates are required).
+* :func:`http_verify` is what outgoing HTTPS (Loki, Prometheus, the LLM, notification receivers)
+  verifies servers with: ``RCA_CA_FILE``, else httpx's default bundle. There is no switch that
+  turns verification off.
+* :func:`describe_tls_error` turns an ``ssl`` failure buried in a client's exception chain into
+  "TLS to <hop> at <where> failed: <why>", so an expired or untrusted certificate is never
+  reported as a bare "connection error".
+
+PostgreSQL needs nothing here: asyncpg reads ``sslmode=verify-full&sslrootcert=<CA file>`` from
+``RCA_DATABASE_URL`` itself; the store only wraps its errors with :func:`describe_tls_error`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import httpx
+
+from pipelines.settings import Settings
+
+# Serve's proxy runs this (an import path in RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH) in its
+# own process before it starts uvicorn; see require_client_certificates.
+PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
+PROXY_CALLBACK = "pipelines.tls:require_client_certificates"
+
+
+def serve_http_options(settings: Settings) -> dict[str, Any]:
+    """``http_options`` for ``serve.start``: where the API listens and, when configured, its TLS files."""
+    options: dict[str, Any] = {"host": settings.host, "port": settings.port}
+    if settings.tls_cert_file and settings.tls_key_file:
+        options["ssl_certfile"] = str(settings.tls_cert_file)
+        options["ssl_keyfile"] = str(settings.tls_key_file)
+        if settings.tls_client_ca_file:
+            options["ssl_ca_certs"] = str(settings.tls_client_ca_file)
+    return options
+
+
+def require_client_certificates() -> list[Any]:
+    """Make Serve's proxy require a client certificate whenever it is given a CA for them.
+
+    Ray Serve 2.60 hands ``ssl_ca_certs`` to uvicorn but not ``ssl_cert_reqs``, whose default
+    (``CERT_NONE``) never asks the client for a certificate: the CA alone would be ignored and any
+    client admitted. Serve calls this hook inside the proxy process before uvicorn builds its SSL
+    context, so the wrap below turns "a client CA is set" into ``CERT_REQUIRED`` there. Returns no
+    middlewares (what the hook must return).
+    """
+    import uvicorn.config
+
+    original = uvicorn.config.create_ssl_context
+    if getattr(original, "_rca_requires_client_certificates", False):
+        return []
+
+    def create_ssl_context(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        if kwargs.get("ca_certs"):
+            kwargs["cert_reqs"] = ssl.CERT_REQUIRED
+        return original(*args, **kwargs)
+
+    create_ssl_context._rca_requires_client_certificates = True  # type: ignore[attr-defined]
+    uvicorn.config.create_ssl_context = create_ssl_context  # type: ignore[assignment]
+    return []
+
+
+def http_verify(settings: Settings) -> ssl.SSLContext:
+    """The SSL context outgoing HTTPS verifies servers with: ``RCA_CA_FILE``, else httpx's default CA bundle.
+
+    Always verifying (hostname and chain): a private CA is trusted by naming its file, never by
+    turning verification off. A file that is not a PEM CA bundle is a ``ValueError`` naming it.
+    """
+    if settings.ca_file is None:
+        return httpx.create_ssl_context()
+    try:
+        return httpx.create_ssl_context(verify=str(settings.ca_file))
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"RCA_CA_FILE={settings.ca_file}: not a readable PEM CA bundle ({exc})") from exc
+
+
+def tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The ``ssl`` error that caused ``exc`` (httpx, openai and asyncpg wrap it), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def describe_tls_error(hop: str, where: str, exc: BaseException) -> str | None:
+    """"TLS to <hop> at <where> failed: <why>" when ``exc`` comes from a TLS failure, else None.
+
+    ``why`` is OpenSSL's verdict (``certificate has expired``, ``self-signed certificate in
+    certificate chain``, ``Hostname mismatch...``) or the handshake's alert (a server that wanted
+    a client certificate).
+    """
+    failure = tls_failure(exc)
+    if failure is None:
+        return None
+    if isinstance(failure, ssl.SSLCertVerificationError):
+        why = f"its certificate was refused: {failure.verify_message or failure.reason}"
+    else:
+        why = f"the handshake failed: {failure.reason or failure}"
+    return f"TLS to {hop} at {where} failed: {why}"
+
