@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 # (alert, start, end) -> telemetry from external sources (Loki, Prometheus) and what failed.
 GatherContext = Callable[[Alert, datetime, datetime], Awaitable[tuple[Telemetry, list[str]]]]
+# A new analysis with what past incidents teach (``pipelines.feedback.recall``), before it is stored.
+Recall = Callable[[Analysis], Awaitable[Analysis]]
 
 
 def _repaired(text: str | None) -> str | None:
@@ -74,12 +76,14 @@ class IncidentService:
         context_window_seconds: int,
         gather_context: GatherContext | None = None,
         context_wait_seconds: float = DEFAULT_AFTER_SECONDS,
+        recall: Recall | None = None,
     ) -> None:
         self._store = store
         self._pipeline = pipeline
         self._window = context_window_seconds
         self._gather = gather_context
         self._after = context_wait_seconds
+        self._recall = recall
 
     async def analyze_request(self, request: AnalyzeRequest) -> Analysis:
         """``POST /analyze``: always a fresh analysis of the given alert and context.
@@ -129,6 +133,8 @@ class IncidentService:
                 dropped[reason] = dropped.get(reason, 0) + n
             analysis.stats.lines_dropped = dropped
             metrics.count_lines(0, repairs)
+        if self._recall is not None:
+            analysis = await self._recall(analysis)
         await self._store.save_analysis(incident_id, analysis)
         metrics.count_incident(analysis.classification.category.value, context.alert.severity.value)
         return analysis

@@ -25,13 +25,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+from pydantic import TypeAdapter
 
 from pipelines import audit as audit_trail
+from pipelines import feedback as feedback_rules
 from pipelines.audit import AuditContext, AuditEntry, AuditPage, AuditRecord
 from pipelines.auth import ApiKey, Role, StoredKey
 from pipelines.database import DatabaseUnavailable
 from pipelines.reasoning.redaction import redact_value
 from pipelines.schemas import Alert, Analysis, Category, Incident, IncidentPage, Severity, Stats
+from pipelines.schemas import Accuracy, AccuracyCounts, Feedback, FeedbackCreate, Hypothesis, Signature, SimilarIncident
+from pipelines.similarity import Likeness, rank_similar, signature_of
 from pipelines.tls import describe_tls_error
 
 log = logging.getLogger(__name__)
@@ -182,6 +186,7 @@ class Store:
                     await conn.execute(sql)
                     await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
                     log.info("applied migration %s", name)
+            await sign_unsigned_analyses(conn)
 
     async def ping(self) -> bool:
         async with self._pool.acquire() as conn:
@@ -298,8 +303,8 @@ class Store:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO analyses (incident_id, reasoner, category, confidence, degraded, duration_seconds,"
-                " top_service, top_cause, summary, hypotheses, remediation, body)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                " top_service, top_cause, summary, hypotheses, remediation, body, signature)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 _parse_uuid(incident_id),
                 analysis.reasoner,
                 analysis.classification.category.value,
@@ -312,6 +317,7 @@ class Store:
                 body["hypotheses"],
                 body["remediation"],
                 body,
+                pg_safe(signature_of(analysis).model_dump(mode="json")),
             )
             await conn.execute(
                 "UPDATE incidents SET category = $2, updated_at = now() WHERE id = $1",
@@ -490,6 +496,7 @@ class Store:
                 "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_seconds) AS p50,"
                 " percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_seconds) AS p95 FROM analyses"
             )
+            accuracy = await conn.fetch(_ACCURACY)
             per_hour = await conn.fetch(
                 "SELECT date_trunc('hour', started_at) AS hour, count(*) AS n FROM incidents"
                 " WHERE started_at >= now() - interval '24 hours' GROUP BY 1 ORDER BY 1"
@@ -501,13 +508,146 @@ class Store:
             latency_p50_seconds=latency["p50"],
             latency_p95_seconds=latency["p95"],
             incidents_per_hour=[{"hour": r["hour"].isoformat(), "incidents": r["n"]} for r in per_hour],
+            accuracy=_accuracy(accuracy),
         )
+
+    # ------------------------------------------------------------ feedback and similar incidents
+
+    async def add_feedback(self, incident_id: str, body: FeedbackCreate, audit: AuditContext | None = None) -> Feedback:
+        """Record an operator's verdict on the incident's latest analysis, with its audit row.
+
+        IncidentNotFound for an unknown incident; FeedbackError (naming the field) when the
+        rank points at no hypothesis. Notes are redacted before they are stored.
+        """
+        key = _parse_uuid(incident_id)
+        who = audit or audit_trail.current()
+        notes, _ = redact_value(body.notes)
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM incidents WHERE id = $1)", key):
+                raise IncidentNotFound(incident_id)
+            latest = await conn.fetchrow(
+                "SELECT id, hypotheses FROM analyses WHERE incident_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1", key)
+            hypotheses = _HYPOTHESES.validate_python(latest["hypotheses"]) if latest else None
+            confirmed = feedback_rules.confirm(body, hypotheses, str(key))
+            row = await conn.fetchrow(
+                "INSERT INTO feedback (incident_id, analysis_id, actor, rank, confirmed_rank, category, service, cause, notes)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
+                key, latest["id"] if latest else None, pg_safe(who.actor), confirmed.rank, confirmed.confirmed_rank,
+                confirmed.category.value, pg_safe(confirmed.service), pg_safe(confirmed.cause), pg_safe(notes),
+            )
+            await _append(conn, audit_trail.entry("feedback.add", context=who, incident_id=str(key), detail={
+                "rank": confirmed.rank, "confirmed_rank": confirmed.confirmed_rank, "category": confirmed.category.value,
+                "service": confirmed.service, "notes_chars": len(body.notes)}))
+        return _feedback(row)
+
+    async def list_feedback(self, incident_id: str) -> list[Feedback]:
+        """Every verdict on the incident, newest (the one in force) first; IncidentNotFound if unknown."""
+        key = _parse_uuid(incident_id)
+        async with self._pool.acquire() as conn:
+            await self._get(conn, key)
+            rows = await conn.fetch("SELECT * FROM feedback WHERE incident_id = $1 ORDER BY created_at DESC, id DESC", key)
+        return [_feedback(r) for r in rows]
+
+    async def similar(self, incident_id: str, *, limit: int = 10) -> list[SimilarIncident]:
+        """Other incidents ranked by the similarity of their latest analysis' signature to this one's.
+
+        IncidentNotFound for an unknown incident; an incident without an analysis has none.
+        """
+        key = _parse_uuid(incident_id)
+        async with self._pool.acquire() as conn:
+            await self._get(conn, key)
+            signature = await conn.fetchval(
+                "SELECT signature FROM analyses WHERE incident_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1", key)
+        if signature is None:
+            return []
+        return await self._ranked(Signature.model_validate(signature), exclude=key, minimum=0.0, limit=limit,
+                                  confirmed_only=False)
+
+    async def confirmed_similar(self, signature: Signature, *, exclude: str, minimum: float,
+                                limit: int) -> list[SimilarIncident]:
+        """Incidents with feedback most like ``signature`` (at least ``minimum``), most alike first."""
+        return await self._ranked(signature, exclude=_uuid_or_none(exclude), minimum=minimum, limit=limit,
+                                  confirmed_only=True)
+
+    async def _ranked(self, signature: Signature, *, exclude: uuid.UUID | None, minimum: float, limit: int,
+                      confirmed_only: bool) -> list[SimilarIncident]:
+        """Rank the latest :data:`SIMILAR_CANDIDATES` signed incidents (most recent first on ties)."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(_SIMILAR_CANDIDATES, exclude, confirmed_only, SIMILAR_CANDIDATES)
+        by_id = {r["id"]: r for r in rows}
+        ranked = rank_similar(signature, [(r["id"], Signature.model_validate(r["signature"])) for r in rows],
+                              limit=limit, minimum=minimum)
+        return [_similar(by_id[key], like) for key, like in ranked]
 
     async def _get(self, conn: asyncpg.Connection, incident_id: uuid.UUID) -> Incident:
         row = await conn.fetchrow(f"{_INCIDENT_SELECT} WHERE i.id = $1", incident_id)
         if row is None:
             raise IncidentNotFound(str(incident_id))
         return _incident(row)
+
+
+#: how many of the latest analyzed incidents a similarity search compares (one pass in Python, ~ms per thousand)
+SIMILAR_CANDIDATES = 5000
+_HYPOTHESES = TypeAdapter(list[Hypothesis])
+_SIMILAR_CANDIDATES = (
+    "SELECT i.id, i.alert_name, i.service, i.started_at, i.status, a.category, a.top_cause, a.signature,"
+    " to_jsonb(f.*) AS feedback"
+    " FROM incidents i"
+    " JOIN LATERAL (SELECT category, top_cause, signature FROM analyses WHERE incident_id = i.id"
+    "  ORDER BY created_at DESC, id DESC LIMIT 1) a ON a.signature IS NOT NULL"
+    " LEFT JOIN LATERAL (SELECT * FROM feedback WHERE incident_id = i.id ORDER BY created_at DESC, id DESC LIMIT 1) f"
+    " ON true WHERE i.id IS DISTINCT FROM $1 AND (NOT $2 OR f.id IS NOT NULL)"
+    " ORDER BY i.started_at DESC, i.id LIMIT $3"
+)
+#: the feedback in force (the latest of each incident), counted by the confirmed category
+_ACCURACY = (
+    "SELECT category, count(*) AS n, count(*) FILTER (WHERE confirmed_rank = 1) AS top1,"
+    " count(*) FILTER (WHERE confirmed_rank <= 3) AS top3 FROM"
+    " (SELECT DISTINCT ON (incident_id) category, confirmed_rank FROM feedback"
+    "  ORDER BY incident_id, created_at DESC, id DESC) latest GROUP BY category"
+)
+#: analyses signed per batch when older ones are signed at start-up
+SIGN_BATCH = 500
+
+
+async def sign_unsigned_analyses(conn: asyncpg.Connection) -> int:
+    """Sign the analyses stored before signatures existed (migration 005), from their body; how many.
+
+    Runs with the migrations; once all are signed it is one index probe.
+    """
+    signed = 0
+    while True:
+        rows = await conn.fetch("SELECT id, body FROM analyses WHERE signature IS NULL ORDER BY id LIMIT $1", SIGN_BATCH)
+        for row in rows:
+            signature = signature_of(Analysis.model_validate(row["body"])).model_dump(mode="json")
+            await conn.execute("UPDATE analyses SET signature = $2 WHERE id = $1", row["id"], pg_safe(signature))
+        signed += len(rows)
+        if len(rows) < SIGN_BATCH:
+            return signed
+
+
+def _counts(n: int, top1: int, top3: int) -> dict[str, Any]:
+    return {"feedback": n, "top1": top1, "top3": top3, "top1_rate": round(top1 / n, 4) if n else None,
+            "top3_rate": round(top3 / n, 4) if n else None}
+
+
+def _accuracy(rows: list[Any]) -> Accuracy:
+    total = [sum(r[k] for r in rows) for k in ("n", "top1", "top3")]
+    return Accuracy(**_counts(*total),
+                    by_category={r["category"]: AccuracyCounts(**_counts(r["n"], r["top1"], r["top3"])) for r in rows})
+
+
+def _feedback(row: Any) -> Feedback:
+    return Feedback.model_validate({**dict(row), "incident_id": str(row["incident_id"])})
+
+
+def _similar(row: Any, like: Likeness) -> SimilarIncident:
+    feedback = Feedback.model_validate(row["feedback"]) if row["feedback"] else None
+    return SimilarIncident(
+        incident_id=str(row["id"]), alert_name=row["alert_name"], service=row["service"], started_at=row["started_at"],
+        status=row["status"], category=row["category"], top_cause=row["top_cause"], similarity=like.score,
+        shared_services=like.services, shared_templates=like.templates, shared_evidence_kinds=like.evidence_kinds,
+        same_category=like.same_category, feedback=feedback)
 
 
 _INCIDENT_SELECT = (

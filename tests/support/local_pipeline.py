@@ -1,0 +1,22 @@
+"""The analysis pipeline in-process, without Ray: the real stages called directly (what the
+deployments delegate to), for tests that need real analyses but no Serve application."""
+
+from __future__ import annotations
+
+from anomaly import AnomalyReport, Digest, MetricFrame, score_anomalies
+from pipelines.pipeline import AnalysisPipeline, Chunk, digest_chunk
+from pipelines.reasoning.evidence import EvidenceReasoner
+
+
+async def _summarize(chunk: Chunk) -> Digest:
+    return digest_chunk(chunk)
+
+
+async def _score(window: Digest, baseline: Digest | None, metrics: MetricFrame,
+                 baseline_metrics: MetricFrame | None) -> AnomalyReport:
+    return score_anomalies(window, baseline, metrics=metrics, baseline_metrics=baseline_metrics)
+
+
+def local_pipeline(chunk_lines: int = 1000) -> AnalysisPipeline:
+    """The pipeline with the summarizer, scorer and evidence reasoner run in this process."""
+    return AnalysisPipeline(_summarize, _score, EvidenceReasoner().reason, chunk_lines=chunk_lines)
