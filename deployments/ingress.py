@@ -36,6 +36,8 @@ from pipelines import metrics
 from pipelines.audit import AuditEntry, AuditPage
 from pipelines.auth import ApiKey, ApiKeyCreate, Authenticator, NewApiKey, Role, StoredKey, generate_api_key
 from pipelines.incidents import IncidentService
+from pipelines.notify.outbox import Outbox
+from pipelines.notify.worker import DeliveryWorker
 from pipelines.pipeline import AnalysisPipeline, Chunk
 from pipelines.reasoning.base import Evidence, Verdict
 from pipelines.schemas import (
@@ -200,6 +202,10 @@ class Ingress:
         self._connect_lock = asyncio.Lock()
         self._background: set[asyncio.Task] = set()
         self._publisher: Any = None
+        # notifications (README "Notify"): the delivery worker is a task of this replica's event loop
+        self._notifier = DeliveryWorker.from_settings(settings)
+        if self._notifier is not None:
+            self._notifier.start()
         BodySizeLimit.limit = settings.max_body_bytes
         RateLimit.limiter = RateLimiter(settings.rate_limit_per_minute)
         RateLimit.trusted = parse_networks(settings.trusted_proxies)
@@ -209,6 +215,12 @@ class Ingress:
             from pipelines.streaming.reader import ensure_reader
 
             ensure_reader(settings, app_name=serve.get_replica_context().app_name)
+
+    def __del__(self) -> None:
+        """Serve calls this when the replica stops: end the delivery worker (its rows stay in the outbox)."""
+        notifier = getattr(self, "_notifier", None)
+        if notifier is not None:
+            notifier.cancel()
 
     # ---------------------------------------------------------------- stage adapters
 
@@ -230,7 +242,8 @@ class Ingress:
         async with self._connect_lock:
             if self._service is None:
                 try:
-                    self._store = await Store.connect(self._settings.database_url or "")
+                    self._store = await Store.connect(self._settings.database_url or "",
+                                                outbox=Outbox.from_settings(self._settings))
                 except Exception as exc:
                     raise ServiceUnavailable(f"database unavailable: {exc}") from exc
                 sources = build_sources(self._settings)

@@ -73,6 +73,9 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "rca_kafka_consumer_lag_messages": ("gauge", ("topic", "partition"), "Messages behind the end of a partition."),
     "rca_dlq_messages_total": ("counter", ("reason",), "Messages sent to the dead-letter topic, by reason."),
     "rca_requests_rejected_total": ("counter", ("reason",), "Requests refused (too large, bad input), by reason."),
+    "rca_notifications_total": ("counter", ("channel", "outcome"),
+                                "Notification delivery attempts, by channel and outcome (delivered, retry, rejected, expired)."),
+    "rca_notify_outbox_backlog": ("gauge", ("channel",), "Notifications waiting in the outbox, by channel."),
 }
 
 _CATEGORIES = frozenset(c.value for c in Category)
@@ -249,6 +252,28 @@ def count_rejected(reason: str) -> None:
         _guard("rca_requests_rejected_total", error)
         return
     _inc("rca_requests_rejected_total", 1, tags)
+
+
+def count_notification(channel: str, outcome: str) -> None:
+    """Count one delivery attempt of a notification (pipelines/notify/worker.py)."""
+    name = "rca_notifications_total"
+    try:
+        tags = {"channel": _label(name, channel), "outcome": _label(name, outcome)}
+    except Exception as error:  # noqa: BLE001
+        _guard(name, error)
+        return
+    _inc(name, 1, tags)
+
+
+def set_outbox_backlog(channel: str, pending: int) -> None:
+    """Set how many notifications of ``channel`` wait in the outbox."""
+    name = "rca_notify_outbox_backlog"
+    try:
+        if isinstance(pending, bool) or not isinstance(pending, int) or pending < 0:
+            return
+        _metric(name).set(float(pending), tags={"channel": _label(name, channel)})
+    except Exception as error:  # noqa: BLE001
+        _guard(name, error)
 
 
 # ---------------------------------------------------------------- exposition

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, FilePath, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, FilePath, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipelines.context_window import DEFAULT_AFTER_SECONDS
+from pipelines.notify.routing import NotifyRoute
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 ALL_INTERFACES = ("0.0.0.0", "::")
@@ -123,6 +124,26 @@ class Settings(BaseSettings):
     # Ray's metrics export port (README "Security"): loopback, or every interface ("0.0.0.0") for a
     # Prometheus on another host; unset, it follows RCA_HOST (loopback for a local `rca serve`).
     metrics_host: str | None = Field(default=None, validation_alias="RCA_METRICS_HOST")
+    # where people open the analyzer (incident links in notifications), e.g. https://rca.example.com
+    public_url: str | None = Field(default=None, validation_alias="RCA_PUBLIC_URL")
+
+    # --- notifications (README "Notify"): secrets from the environment or a file (*_FILE), never logged
+    slack_webhook_url: SecretStr | None = Field(default=None, validation_alias="RCA_SLACK_WEBHOOK_URL")
+    slack_webhook_url_file: Path | None = Field(default=None, validation_alias="RCA_SLACK_WEBHOOK_URL_FILE")
+    pagerduty_routing_key: SecretStr | None = Field(default=None, validation_alias="RCA_PAGERDUTY_ROUTING_KEY")
+    pagerduty_routing_key_file: Path | None = Field(default=None, validation_alias="RCA_PAGERDUTY_ROUTING_KEY_FILE")
+    pagerduty_events_url: str = Field(default="https://events.pagerduty.com/v2/enqueue",
+                                      validation_alias="RCA_PAGERDUTY_EVENTS_URL")
+    notify_webhook_url: SecretStr | None = Field(default=None, validation_alias="RCA_NOTIFY_WEBHOOK_URL")
+    notify_webhook_url_file: Path | None = Field(default=None, validation_alias="RCA_NOTIFY_WEBHOOK_URL_FILE")
+    notify_webhook_secret: SecretStr | None = Field(default=None, validation_alias="RCA_NOTIFY_WEBHOOK_SECRET")
+    notify_webhook_secret_file: Path | None = Field(default=None, validation_alias="RCA_NOTIFY_WEBHOOK_SECRET_FILE")
+    notify_routes: list[NotifyRoute] = Field(default_factory=list, validation_alias="RCA_NOTIFY_ROUTES")
+    notify_timeout_seconds: float = Field(default=10.0, gt=0, validation_alias="RCA_NOTIFY_TIMEOUT_SECONDS")
+    notify_backoff_seconds: float = Field(default=1.0, gt=0, validation_alias="RCA_NOTIFY_BACKOFF_SECONDS")
+    notify_backoff_max_seconds: float = Field(default=300.0, gt=0, validation_alias="RCA_NOTIFY_BACKOFF_MAX_SECONDS")
+    notify_give_up_seconds: float = Field(default=86_400.0, gt=0, validation_alias="RCA_NOTIFY_GIVE_UP_SECONDS")
+    notify_poll_seconds: float = Field(default=1.0, gt=0, validation_alias="RCA_NOTIFY_POLL_SECONDS")
 
     @field_validator("metrics_host")
     @classmethod
@@ -160,6 +181,21 @@ class Settings(BaseSettings):
     def llm_configured(self) -> bool:
         """An LLM is used when either a key or an OpenAI-compatible base URL is given."""
         return bool(self.openai_api_key or self.openai_base_url)
+
+
+def secret_value(value: SecretStr | None, file: Path | None, name: str) -> str | None:
+    """A secret given as ``name`` or in the file ``name``_FILE names (stripped); None when neither is set.
+
+    The error names the variable and the file, never the secret.
+    """
+    if value is not None:
+        return value.get_secret_value().strip() or None
+    if file is None:
+        return None
+    try:
+        return Path(file).read_text().strip() or None
+    except OSError as exc:
+        raise ValueError(f"{name}_FILE {file}: {exc.strerror}") from exc
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -31,6 +31,7 @@ from pipelines import audit as audit_trail
 from pipelines import feedback as feedback_rules
 from pipelines.audit import AuditContext, AuditEntry, AuditPage, AuditRecord
 from pipelines.auth import ApiKey, Role, StoredKey
+from pipelines.notify.outbox import Outbox
 from pipelines.database import DatabaseUnavailable
 from pipelines.reasoning.redaction import redact_value
 from pipelines.schemas import Alert, Analysis, Category, Incident, IncidentPage, Severity, Stats
@@ -142,13 +143,17 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 class Store:
     """The one place that reads and writes the database."""
 
-    def __init__(self, pool: asyncpg.Pool, group_window: timedelta = DEFAULT_GROUP_WINDOW) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, group_window: timedelta = DEFAULT_GROUP_WINDOW, outbox: Outbox | None = None
+    ) -> None:
         self._pool = pool
         self._group_window = group_window
+        self._outbox = outbox  # notifications queued in the analysis' and the resolve's transactions
 
     @classmethod
     async def connect(
-        cls, database_url: str, *, min_size: int = 1, max_size: int = 5, group_window: timedelta = DEFAULT_GROUP_WINDOW
+        cls, database_url: str, *, min_size: int = 1, max_size: int = 5, group_window: timedelta = DEFAULT_GROUP_WINDOW,
+        outbox: Outbox | None = None,
     ) -> "Store":
         """Connect, apply pending migrations, and return a ready store."""
         try:
@@ -167,7 +172,7 @@ class Store:
             if refused:
                 raise DatabaseUnavailable(f"{refused} (sslrootcert= in RCA_DATABASE_URL names the CA)") from exc
             raise
-        store = cls(pool, group_window)
+        store = cls(pool, group_window, outbox)
         await store.migrate()
         return store
 
@@ -293,6 +298,8 @@ class Store:
                     incident_id,
                     resolved_at,
                 )
+                if self._outbox is not None:
+                    await self._outbox.on_resolve(conn, incident_id, resolved_at)
             await _append(conn, audit_trail.entry(
                 "incident.resolve" if still_firing == 0 else "alert.resolve", context=audit or audit_trail.current(),
                 incident_id=str(incident_id), detail={"alert": alert.name, "fingerprint": fingerprint}))
@@ -324,6 +331,8 @@ class Store:
                 _parse_uuid(incident_id),
                 analysis.classification.category.value,
             )
+            if self._outbox is not None:
+                await self._outbox.on_analysis(conn, _parse_uuid(incident_id), analysis)
             await _append(conn, audit_trail.entry("analysis.save", context=audit or audit_trail.current(),
                                                   incident_id=incident_id, detail=audit_trail.analysis_detail(analysis)))
 
