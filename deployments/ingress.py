@@ -35,6 +35,7 @@ from deployments.ui import router as pages_router
 from pipelines import metrics
 from pipelines.audit import AuditEntry, AuditPage
 from pipelines.auth import ApiKey, ApiKeyCreate, Authenticator, NewApiKey, Role, StoredKey, generate_api_key
+from pipelines.feedback import FeedbackError, recall
 from pipelines.incidents import IncidentService
 from pipelines.notify.outbox import Outbox
 from pipelines.notify.worker import DeliveryWorker
@@ -45,10 +46,14 @@ from pipelines.schemas import (
     Analysis,
     AnalyzeRequest,
     Category,
+    Feedback,
+    FeedbackCreate,
+    FeedbackList,
     Incident,
     IncidentPage,
     RemediationStep,
     Severity,
+    SimilarIncident,
     Stats,
 )
 from pipelines.settings import Settings
@@ -140,6 +145,13 @@ async def _database_down(request: Request, exc: Exception) -> JSONResponse:
 @api.exception_handler(IncidentNotFound)
 async def _not_found(request: Request, exc: IncidentNotFound) -> JSONResponse:
     return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+
+@api.exception_handler(FeedbackError)
+async def _bad_feedback(request: Request, exc: FeedbackError) -> JSONResponse:
+    """Feedback that points at no hypothesis of the analysis: 422 naming the field."""
+    metrics.count_rejected("invalid_input")
+    return JSONResponse(status_code=422, content={"detail": str(exc), "errors": [str(exc)]})
 
 
 @api.exception_handler(ApiKeyNotFound)
@@ -254,6 +266,7 @@ class Ingress:
                     context_window_seconds=self._settings.context_window_seconds,
                     gather_context=gather,
                     context_wait_seconds=self._settings.context_wait_seconds,
+                    recall=functools.partial(recall, self._store),
                 )
         return self._service
 
@@ -445,6 +458,33 @@ class Ingress:
         if incident.analysis is None:
             raise HTTPException(status_code=404, detail=f"incident {incident_id!r} has no analysis yet")
         return incident.analysis.remediation
+
+    @api.post("/api/incidents/{incident_id}/feedback", response_model=Feedback, status_code=201, tags=["feedback"],
+              dependencies=OPERATOR, responses={**AUTH_RESPONSES, 404: {"model": Problem, "description": "No such incident"}})
+    async def add_feedback(self, incident_id: Annotated[str, Path(max_length=100)], body: FeedbackCreate) -> Feedback:
+        """Which hypothesis was right (``rank``), or the real cause (``category`` and ``service``), with notes.
+
+        Every feedback is kept and audited; the latest is in force. It teaches the analyses of
+        similar incidents that come after (README "Feedback and similar incidents").
+        """
+        store = await self._store_ready()
+        return await store.add_feedback(incident_id, body)
+
+    @api.get("/api/incidents/{incident_id}/feedback", response_model=FeedbackList, tags=["feedback"],
+             dependencies=VIEWER, responses={**AUTH_RESPONSES, 404: {"model": Problem, "description": "No such incident"}})
+    async def list_feedback(self, incident_id: Annotated[str, Path(max_length=100)]) -> FeedbackList:
+        """Every feedback on the incident, newest first; ``current`` is the one in force."""
+        store = await self._store_ready()
+        items = await store.list_feedback(incident_id)
+        return FeedbackList(incident_id=incident_id, current=items[0] if items else None, items=items)
+
+    @api.get("/api/incidents/{incident_id}/similar", response_model=list[SimilarIncident], tags=["feedback"],
+             dependencies=VIEWER, responses={**AUTH_RESPONSES, 404: {"model": Problem, "description": "No such incident"}})
+    async def similar_incidents(self, incident_id: Annotated[str, Path(max_length=100)],
+                                limit: Annotated[int, Query(ge=1, le=50)] = 10) -> list[SimilarIncident]:
+        """Past incidents most like this one (weighted Jaccard of the signatures), with their confirmed cause."""
+        store = await self._store_ready()
+        return await store.similar(incident_id, limit=limit)
 
     @api.get("/api/stats", response_model=Stats, tags=["incidents"], dependencies=VIEWER, responses=AUTH_RESPONSES)
     async def stats(self) -> Stats:

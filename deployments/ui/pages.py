@@ -2,7 +2,9 @@
 
 Routes (all under ``/ui``, none in the OpenAPI schema):
 - ``GET /ui/incidents``: the list, newest first, the API's filters, paged.
-- ``GET /ui/incidents/{incident_id}``: one incident with its latest analysis and timeline.
+- ``GET /ui/incidents/{incident_id}``: one incident with its latest analysis and timeline, the
+  similar past incidents and the feedback in force; operators also get the feedback form.
+- ``POST /ui/incidents/{incident_id}/feedback``: that form (operator role).
 - ``GET/POST /ui/login``, ``POST /ui/logout``: how a browser authenticates.
 - ``GET /ui/static/{name}``: the stylesheet and the script (no CDN).
 
@@ -13,6 +15,10 @@ scoped to ``/ui``; every page request checks it again (expiry, revocation, role)
 can send ``Authorization`` or ``X-API-Key`` (curl, tests) need no cookie. With auth off (local
 only), every page opens. Every response carries a strict Content-Security-Policy: scripts and
 styles from this app only, nothing inline.
+
+Form posts are CSRF-safe without a token: the cookie is SameSite=Strict (a browser never sends
+it with a request another site starts) and every POST must come from this app's origin
+(:func:`_same_origin`); a bearer header is never sent by a browser on its own.
 
 The store is given by the ingress replica at start-up (:func:`configure`).
 """
@@ -27,12 +33,13 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from pydantic import ValidationError
 
 from deployments import auth as api_auth
 from deployments.ui.timeline import build_timeline
 from pipelines import metrics
 from pipelines.auth import AuthError, Forbidden, Principal, Role
-from pipelines.schemas import Category, Severity
+from pipelines.schemas import Category, FeedbackCreate, Severity, describe_validation_error
 from pipelines.store import IncidentNotFound, Store
 
 log = logging.getLogger(__name__)
@@ -51,6 +58,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
+SIMILAR_ON_PAGE = 5
 STATIC = {"ui.css": "text/css; charset=utf-8", "ui.js": "text/javascript; charset=utf-8"}
 
 templates = Environment(
@@ -251,8 +259,52 @@ async def ui_incident(request: Request, incident_id: str) -> Response:
         incident = await store.get_incident(incident_id[:100])
     except IncidentNotFound:
         return _problem(404, "No such incident", f"no incident has the id {incident_id[:100]!r}", principal)
+    similar = await store.similar(incident.id, limit=SIMILAR_ON_PAGE)
+    feedback = await store.list_feedback(incident.id)
     return render("incident.html", principal=principal, incident=incident, analysis=incident.analysis,
-                  timeline=build_timeline(incident))
+                  timeline=build_timeline(incident), similar=similar, feedback=feedback[0] if feedback else None,
+                  feedback_form=principal.role is not None and principal.role.allows(Role.operator),
+                  categories=list(Category))
+
+
+#: form fields -> FeedbackCreate; an empty field is not given
+FEEDBACK_FIELDS = ("rank", "category", "service", "notes")
+
+
+def parse_feedback(body: str) -> FeedbackCreate:
+    """The feedback form's body as the API's model; ValueError naming each bad field."""
+    form = parse_qs(body, max_num_fields=10)
+    given = {k: form[k][0].strip() for k in FEEDBACK_FIELDS if form.get(k) and form[k][0].strip()}
+    try:
+        return FeedbackCreate.model_validate(given)
+    except ValidationError as exc:
+        raise ValueError(describe_validation_error(exc, empty="feedback")) from None
+
+
+@router.post("/incidents/{incident_id}/feedback")
+async def ui_feedback(request: Request, incident_id: str) -> Response:
+    """The feedback form (operators): stored and audited as ``POST /api/incidents/{id}/feedback``."""
+    principal = await _viewer(request)
+    if isinstance(principal, Response):
+        return principal
+    if not _same_origin(request):
+        metrics.count_rejected("forbidden")
+        return _problem(403, "Not allowed", "feedback is accepted only from this application's own pages", principal)
+    try:
+        principal.require(Role.operator)
+    except Forbidden as exc:
+        metrics.count_rejected("forbidden")
+        return _problem(403, "Not allowed", str(exc), principal)
+    store = await _configured["store"]()
+    try:
+        body = parse_feedback((await request.body()).decode("utf-8", "replace"))
+        given = await store.add_feedback(incident_id[:100], body, api_auth.context_of(request, principal))
+    except IncidentNotFound:
+        return _problem(404, "No such incident", f"no incident has the id {incident_id[:100]!r}", principal)
+    except ValueError as exc:  # a field of the form, or a rank the analysis does not have (FeedbackError)
+        metrics.count_rejected("invalid_input")
+        return _problem(422, "Feedback not recorded", str(exc), principal)
+    return RedirectResponse(f"/ui/incidents/{given.incident_id}#feedback-h", status_code=303)
 
 
 __all__ = ["COOKIE", "configure", "parse_filters", "router"]
