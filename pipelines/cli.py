@@ -98,8 +98,13 @@ def serve(
             "and create API keys with `rca keys create`; see the README's Security section."
         )
     from pipelines.runbooks import load_runbooks
+    from pipelines.tls import check_api_certificate
 
     load_runbooks(settings.runbooks_dir)  # a bad runbook stops the start before anything runs
+    try:
+        check_api_certificate(settings)  # an expired or mismatched API certificate too
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
     with _status("starting PostgreSQL, Ray and the Serve application…") as update:
         local = runtime.start(settings, http=True, dashboard=dashboard, metrics_port=metrics_port)
         update("ready")

@@ -4,7 +4,8 @@ One place builds each piece so every caller gets the same behaviour:
 
 * :func:`serve_http_options` is the ``http_options`` of ``serve.start`` (host, port and, with
   ``RCA_TLS_CERT_FILE``/``RCA_TLS_KEY_FILE``, HTTPS from Serve's own proxy; with
-  ``RCA_TLS_CLIENT_CA_FILE`` client certificates are required).
+  ``RCA_TLS_CLIENT_CA_FILE`` client certificates are required); :func:`check_api_certificate`
+  refuses a certificate that is expired or does not match its key before anything starts.
 * :func:`http_verify` is what outgoing HTTPS (Loki, Prometheus, the LLM, notification receivers)
   verifies servers with: ``RCA_CA_FILE``, else httpx's default bundle. There is no switch that
   turns verification off.
@@ -19,9 +20,11 @@ PostgreSQL needs nothing here: asyncpg reads ``sslmode=verify-full&sslrootcert=<
 from __future__ import annotations
 
 import ssl
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
+from cryptography import x509
 
 from pipelines.settings import Settings
 
@@ -40,6 +43,32 @@ def serve_http_options(settings: Settings) -> dict[str, Any]:
         if settings.tls_client_ca_file:
             options["ssl_ca_certs"] = str(settings.tls_client_ca_file)
     return options
+
+
+def check_api_certificate(settings: Settings, now: datetime | None = None) -> None:
+    """Refuse to serve HTTPS with a certificate that no client would accept, before anything starts.
+
+    Checked: the key belongs to the certificate, the certificate is in its validity period. The
+    ``ValueError`` names the hop (API), the file and why, instead of every client failing later
+    with a handshake error.
+    """
+    if not settings.tls_cert_file or not settings.tls_key_file:
+        return
+    where = f"RCA_TLS_CERT_FILE={settings.tls_cert_file}"
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    except ssl.SSLError as exc:
+        raise ValueError(
+            f"TLS of the API: {where} with RCA_TLS_KEY_FILE={settings.tls_key_file} cannot be used "
+            f"({exc.reason or exc}); the key must be the certificate's, both in PEM") from exc
+    certificate = x509.load_pem_x509_certificate(settings.tls_cert_file.read_bytes())
+    moment = now or datetime.now(timezone.utc)
+    if moment > certificate.not_valid_after_utc:
+        raise ValueError(f"TLS of the API: {where} expired on {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; "
+                         "clients would refuse it: renew it")
+    if moment < certificate.not_valid_before_utc:
+        raise ValueError(f"TLS of the API: {where} is not valid before "
+                         f"{certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC; clients would refuse it")
 
 
 def require_client_certificates() -> list[Any]:
