@@ -68,7 +68,7 @@ class SlackChannel:
     def request(self, notification: Notification, delivery_id: int) -> OutgoingRequest:
         n = notification
         state = "Resolved" if n.event == "resolve" else n.severity
-        text = f"[{state}] {n.alert_name}: {n.top_cause} ({n.top_confidence:.0%})"
+        text = _escape(f"[{state}] {n.alert_name}: {n.top_cause} ({n.top_confidence:.0%})")
         body = {"text": _cut(text, SECTION_MAX), "blocks": blocks(n)}
         return OutgoingRequest(self._url, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
