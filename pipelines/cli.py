@@ -655,5 +655,82 @@ def runbooks_check(
         raise typer.Exit(2)
 
 
+# ---------------------------------------------------------------- feedback and similar incidents (over the API)
+
+
+def _call_api(method: str, path: str, *, body: dict | None = None, params: dict | None = None) -> Any:
+    """Call the running API (RCA_API_URL, credential RCA_API_TOKEN); a refusal is a CliError with its detail."""
+    import httpx
+
+    from pipelines.tls import describe_tls_error, http_verify
+
+    settings = _settings()
+    headers = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"} if settings.api_token else {}
+    try:
+        with httpx.Client(base_url=settings.api_url, headers=headers, timeout=60, verify=http_verify(settings)) as client:
+            answer = client.request(method, path, json=body, params=params)
+    except ValueError as exc:  # RCA_CA_FILE unreadable
+        raise CliError(str(exc)) from exc
+    except httpx.HTTPError as exc:
+        reason = describe_tls_error("the API", settings.api_url, exc) or f"{type(exc).__name__}: {exc}"
+        raise CliError(f"API at {settings.api_url} unreachable ({reason}); set RCA_API_URL") from exc
+    if answer.is_success:
+        return answer.json()
+    try:
+        detail = answer.json().get("detail", answer.text)
+    except ValueError:
+        detail = answer.text[:300]
+    hint = " (set RCA_API_TOKEN to a token or API key)" if answer.status_code in (401, 403) else ""
+    raise CliError(f"{method} {path}: {answer.status_code} {detail}{hint}")
+
+
+@app.command()
+def feedback(
+    incident_id: Annotated[str, typer.Argument(help="the incident's id")],
+    rank: Annotated[int | None, typer.Option(help="the rank of the hypothesis that was right (1..3)")] = None,
+    cause: Annotated[str | None, typer.Option(help="the real cause's category, when no hypothesis was right")] = None,
+    service: Annotated[str | None, typer.Option(help="the real cause's service (with --cause)")] = None,
+    notes: Annotated[str, typer.Option(help="how it was resolved")] = "",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Tell the analyzer which hypothesis was right, or the real cause (operator role, through the API)."""
+    if (rank is None) == (cause is None):
+        raise CliError("give --rank N, or --cause CATEGORY with --service S")
+    if cause is not None and not service:
+        raise CliError("--cause needs --service: the service the real cause was in")
+    if rank is not None and service:
+        raise CliError("--service goes with --cause, not with --rank")
+    body: dict[str, Any] = {"notes": notes, **({"rank": rank} if rank is not None else {"category": cause, "service": service})}
+    given = _call_api("POST", f"/api/incidents/{incident_id}/feedback", body=body)
+    if as_json:
+        print(json.dumps(given))
+        return
+    which = f"hypothesis {given['confirmed_rank']}" if given["confirmed_rank"] else "named by no hypothesis"
+    out.print(f"Feedback recorded on incident {given['incident_id']}: {given['service'] or 'no single service'} "
+              f"({given['category']}), {which}.", highlight=False, markup=False)
+
+
+@app.command()
+def similar(
+    incident_id: Annotated[str, typer.Argument(help="the incident's id")],
+    limit: Annotated[int, typer.Option(help="how many past incidents (1..50)")] = 10,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Past incidents most like this one, with their confirmed cause and resolution notes (through the API)."""
+    found = _call_api("GET", f"/api/incidents/{incident_id}/similar", params={"limit": limit})
+    if as_json:
+        print(json.dumps(found))
+        return
+    table = Table("incident", "alert", "started", "similarity", "confirmed cause", "resolved by")
+    for s in found:
+        confirmed = s["feedback"]
+        table.add_row(s["incident_id"], f"{s['alert_name']} on {s['service'] or '-'}", s["started_at"][:16],
+                      f"{s['similarity']:.2f}",
+                      f"{confirmed['service'] or '-'} ({confirmed['category']})" if confirmed else "not confirmed",
+                      (confirmed or {}).get("notes") or "-")
+    out.print(table)
+    out.print(f"{len(found)} similar past incident{'s' if len(found) != 1 else ''}")
+
+
 if __name__ == "__main__":
     main()

@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     # --- HTTP
     host: str = Field(default="127.0.0.1", validation_alias="RCA_HOST")
     port: int = Field(default=8000, ge=1, le=65535, validation_alias="RCA_PORT")
+    # the API as the CLI's commands that call it reach it (rca feedback, rca similar): a JWT or an API key
+    api_url: str = Field(default="http://127.0.0.1:8000", validation_alias="RCA_API_URL")
+    api_token: SecretStr | None = Field(default=None, validation_alias="RCA_API_TOKEN")
     # Ray's metrics export port (README "Security"): loopback, or every interface ("0.0.0.0") for a
     # Prometheus on another host; unset, it follows RCA_HOST (loopback for a local `rca serve`).
     metrics_host: str | None = Field(default=None, validation_alias="RCA_METRICS_HOST")

@@ -4,6 +4,7 @@ and the incident page's similar list and feedback form (operators only, same-ori
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -138,3 +139,37 @@ def test_the_form_records_feedback_from_the_app_s_own_pages(
     assert (current["service"], current["category"], current["notes"]) == ("egress-proxy", "network", "proxy restarted")
     assert current["actor"] == "test-operator"
     assert "egress-proxy (network)" in viewer.get(page).text
+
+
+def test_the_cli_gives_feedback_and_lists_similar_incidents_through_the_api(
+        serve_app: str, auth_headers, viewer: httpx.Client, incidents: dict) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import CliError, app
+
+    runner = CliRunner()
+    a, b = incidents["a"], incidents["b"]
+    token = auth_headers("operator")["Authorization"].removeprefix("Bearer ")
+    env = {"RCA_API_URL": serve_app, "RCA_API_TOKEN": token}
+    done = runner.invoke(app, ["feedback", b["incident_id"], "--cause", "database", "--service", "orders-db",
+                               "--notes", "failover to the replica", "--json"], env=env)
+    assert done.exit_code == 0, done.output
+    given = json.loads(done.output.strip().splitlines()[-1])
+    assert (given["service"], given["notes"]) == ("orders-db", "failover to the replica")
+    assert viewer.get(f'/api/incidents/{b["incident_id"]}/feedback').json()["current"]["id"] == given["id"]
+
+    listed = runner.invoke(app, ["similar", b["incident_id"], "--limit", "2", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.output.strip().splitlines()[-1])[0]["incident_id"] == a["incident_id"]
+    table = runner.invoke(app, ["similar", b["incident_id"], "--limit", "1"], env=env)
+    assert table.exit_code == 0 and "1 similar past incident" in table.output and a["incident_id"][:8] in table.output
+
+    for args, says in ((["feedback", b["incident_id"], "--rank", "9"], "422 rank: 9 is out of range"),
+                       (["feedback", str(uuid.uuid4()), "--rank", "1"], "404 incident"),
+                       (["feedback", b["incident_id"], "--rank", "1", "--cause", "database"], "give --rank N, or --cause"),
+                       (["feedback", b["incident_id"], "--cause", "database"], "--cause needs --service")):
+        refused = runner.invoke(app, args, env=env)
+        assert isinstance(refused.exception, CliError) and says in str(refused.exception), (args, refused.exception)
+    viewer_env = {**env, "RCA_API_TOKEN": auth_headers("viewer")["Authorization"].removeprefix("Bearer ")}
+    forbidden = runner.invoke(app, ["feedback", b["incident_id"], "--rank", "1"], env=viewer_env)
+    assert isinstance(forbidden.exception, CliError) and "403" in str(forbidden.exception)
