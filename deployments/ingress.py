@@ -37,7 +37,7 @@ from pipelines.audit import AuditEntry, AuditPage
 from pipelines.auth import ApiKey, ApiKeyCreate, Authenticator, NewApiKey, Role, StoredKey, generate_api_key
 from pipelines.feedback import FeedbackError, recall
 from pipelines.incidents import IncidentService
-from pipelines.notify.outbox import Outbox
+from pipelines.notify.outbox import NotificationDelivery, Outbox
 from pipelines.notify.worker import DeliveryWorker
 from pipelines.pipeline import AnalysisPipeline, Chunk
 from pipelines.reasoning.base import Evidence, Verdict
@@ -449,6 +449,14 @@ class Ingress:
     async def get_incident(self, incident_id: str) -> Incident:
         store = await self._store_ready()
         return await store.get_incident(incident_id)
+
+    @api.get("/api/incidents/{incident_id}/notifications", response_model=list[NotificationDelivery],
+             tags=["incidents"], dependencies=VIEWER,
+             responses={**AUTH_RESPONSES, 404: {"model": Problem, "description": "No such incident"}})
+    async def get_notifications(self, incident_id: str) -> list[NotificationDelivery]:
+        """What was told to Slack, PagerDuty and the webhook about this incident, and every attempt (README "Notify")."""
+        store = await self._store_ready()
+        return await store.notifications(incident_id)
 
     @api.get("/api/incidents/{incident_id}/remediation", response_model=list[RemediationStep], tags=["incidents"],
              dependencies=VIEWER, responses={**AUTH_RESPONSES, 404: {"model": Problem, "description": "No such incident or no analysis"}})

@@ -19,6 +19,7 @@ from deployments.scorer import AUTOSCALING as SCORER_AUTOSCALING
 from deployments.scorer import AnomalyScorer
 from deployments.summarizer import AUTOSCALING as SUMMARIZER_AUTOSCALING
 from deployments.summarizer import Summarizer
+from pipelines.notify.channels import build_channels
 from pipelines.runbooks import load_runbooks
 from pipelines.settings import Settings
 from pipelines.tls import serve_http_options
@@ -55,8 +56,11 @@ def build_app(
     (``{"Summarizer": {"max_replicas_per_node": 1}}``): for benchmarks and tests.
     The user's runbooks are read here, once: one that does not validate raises ``RunbookError``
     (``file:line: field: what is wrong``) before anything starts.
+    So are the notification channels: an unreadable ``*_FILE`` or a route to a channel that is not
+    configured raises ``ValueError`` naming the variable.
     """
     runbooks = load_runbooks(settings.runbooks_dir)
+    build_channels(settings)  # a bad notification setting (README "Notify") stops here, naming the variable
     extra, more = autoscaling or {}, options or {}
     unknown = (set(extra) | set(more)) - set(STAGES)
     if unknown:

@@ -31,7 +31,7 @@ from pipelines import audit as audit_trail
 from pipelines import feedback as feedback_rules
 from pipelines.audit import AuditContext, AuditEntry, AuditPage, AuditRecord
 from pipelines.auth import ApiKey, Role, StoredKey
-from pipelines.notify.outbox import Outbox
+from pipelines.notify.outbox import NotificationDelivery, Outbox, incident_deliveries
 from pipelines.database import DatabaseUnavailable
 from pipelines.reasoning.redaction import redact_value
 from pipelines.schemas import Alert, Analysis, Category, Incident, IncidentPage, Severity, Stats
@@ -447,6 +447,13 @@ class Store:
         key = _parse_uuid(incident_id)
         async with self._pool.acquire() as conn:
             return await self._get(conn, key)
+
+    async def notifications(self, incident_id: str) -> list[NotificationDelivery]:
+        """What the incident's states were told to each channel, with every attempt (pipelines/notify/)."""
+        key = _parse_uuid(incident_id)
+        async with self._pool.acquire() as conn:
+            await self._get(conn, key)  # IncidentNotFound when there is no such incident
+            return await incident_deliveries(conn, str(key))
 
     async def has_analysis(self, incident_id: str) -> bool:
         async with self._pool.acquire() as conn:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from pydantic import BaseModel, Field
 
 from pipelines.notify.channels import build_channels
 from pipelines.notify.delivery import Attempt
@@ -79,6 +80,29 @@ class Outbox:
 async def _queue(conn: asyncpg.Connection, incident_id: uuid.UUID, channel: str, message: Notification) -> int:
     status = await conn.execute(_INSERT, incident_id, channel, message.event, message.model_dump(mode="json"))
     return int(status.rsplit(" ", 1)[-1])
+
+
+class DeliveryAttempt(BaseModel):
+    """One try to deliver a notification, as recorded."""
+
+    attempt: int
+    at: datetime
+    outcome: str = Field(description="delivered, retry, rejected or expired")
+    http_status: int | None = None
+    reason: str = Field(description="the receiver's answer or the network error; secrets scrubbed")
+    retry_after_seconds: float | None = None
+    next_attempt_at: datetime | None = None
+
+
+class NotificationDelivery(BaseModel):
+    """What an incident's state was told to one channel, and how it went (``GET /api/incidents/{id}/notifications``)."""
+
+    channel: str
+    event: str = Field(description="trigger or resolve")
+    status: str = Field(description="pending, delivered, rejected or expired")
+    attempts: list[DeliveryAttempt]
+    created_at: datetime
+    finished_at: datetime | None = None
 
 
 # ---------------------------------------------------------------- the worker's side
@@ -159,3 +183,11 @@ async def deliveries(conn: asyncpg.Connection, incident_id: str) -> list[dict[st
         uuid.UUID(incident_id),
     )
     return [dict(r) for r in rows]
+
+
+async def incident_deliveries(conn: asyncpg.Connection, incident_id: str) -> list[NotificationDelivery]:
+    """``deliveries`` as the API shows them."""
+    return [NotificationDelivery(channel=r["channel"], event=r["event"], status=r["status"],
+                                 attempts=[DeliveryAttempt.model_validate(t) for t in r["tries"]],
+                                 created_at=r["created_at"], finished_at=r["finished_at"])
+            for r in await deliveries(conn, incident_id)]

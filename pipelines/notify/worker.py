@@ -27,6 +27,7 @@ from pipelines.settings import Settings
 log = logging.getLogger(__name__)
 
 BATCH = 20
+FAILED_PASS_MAX_WAIT_SECONDS = 30.0
 
 
 class _ScrubSecrets(logging.Filter):
@@ -143,14 +144,20 @@ class DeliveryWorker:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="rca-notify-worker")
 
     async def _run(self) -> None:
+        failures = 0
         while True:
             try:
                 tried = await self.run_once()
+                failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # database down, ...: the rows wait in the outbox; try again
-                log.warning("notification worker pass failed (%s: %s); retrying", type(exc).__name__, exc)
-                tried = 0
+            except Exception as exc:  # database down, ...: the rows wait in the outbox; try again, less often
+                failures += 1
+                wait = backoff_seconds(failures, self._poll, FAILED_PASS_MAX_WAIT_SECONDS, self._rng)
+                log.warning("notification worker pass failed (%s: %s); next pass in %.1f s",
+                            type(exc).__name__, exc, wait)
+                await asyncio.sleep(wait)
+                continue
             if tried < BATCH:
                 await asyncio.sleep(self._poll)
 

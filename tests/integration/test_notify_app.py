@@ -150,7 +150,15 @@ def test_a_webhook_incident_reaches_slack_pagerduty_and_the_signed_webhook_and_r
     assert [m["event"] for m in ours] == ["trigger", "resolve"] and not hook.refused
     # Slack's first answer was a 503: one retry, and still one message per incident state.
     assert len([r for r in slack.requests if incident_id in r.body.decode()]) == 3
-    # The secrets never appear in what the API returns.
-    with httpx.Client(base_url=notify_app, timeout=30, headers=auth_headers("admin")) as client:
-        shown = client.get(f"/api/incidents/{incident_id}").text + client.get("/health").text
+    # What was told where, and every attempt, through the API; the secrets never appear in what it returns.
+    with httpx.Client(base_url=notify_app, timeout=30, headers=auth_headers("viewer")) as client:
+        told = client.get(f"/api/incidents/{incident_id}/notifications")
+        assert told.status_code == 200, told.text
+        by = {(d["channel"], d["event"]): d for d in told.json()}
+        assert sorted(by) == sorted((c, e) for c in ("slack", "pagerduty", "webhook") for e in ("trigger", "resolve"))
+        assert all(d["status"] == "delivered" for d in by.values())
+        first_slack = by[("slack", "trigger")]["attempts"]
+        assert [(a["outcome"], a["http_status"]) for a in first_slack] == [("retry", 503), ("delivered", 200)]
+        assert client.get(f"/api/incidents/{uuid.uuid4()}/notifications").status_code == 404
+        shown = told.text + client.get(f"/api/incidents/{incident_id}").text + client.get("/health").text
     assert ROUTING_KEY not in shown and HMAC_KEY not in shown and slack.webhook_url not in shown

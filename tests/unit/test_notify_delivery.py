@@ -121,3 +121,10 @@ def test_a_missing_secret_file_or_an_unsigned_webhook_is_refused_clearly(tmp_pat
 def test_a_retry_after_date_in_the_future_is_counted_from_now() -> None:
     later = (NOW + timedelta(minutes=2)).strftime("%a, %d %b %Y %H:%M:%S GMT")
     assert parse_retry_after(later, NOW) == 120.0
+
+
+def test_build_app_refuses_a_bad_notification_setting_before_anything_starts() -> None:
+    from pipelines.app import build_app
+
+    with pytest.raises(ValueError, match="RCA_NOTIFY_ROUTES routes to slack"):
+        build_app(Settings(notify_routes=[NotifyRoute(channel="slack")]))
