@@ -9,17 +9,20 @@ certificate.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.conftest import REPO, free_port
 from tests.support.certs import Issued, TestCA
@@ -36,7 +39,7 @@ class HttpsApp:
 
 
 def _rca_env(tmp: Path, **tls: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RCA_DATABASE_URL")}
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("RCA_")}
     env.update(RCA_DATA_DIR=str(tmp / "data"), RAY_AUTH_MODE="disabled", **tls)
     return env
 
@@ -152,3 +155,67 @@ def test_rca_serve_refuses_an_unusable_api_certificate_before_starting(tmp_path:
     else:
         assert "KEY_VALUES_MISMATCH" in said
     assert "starting PostgreSQL" not in said
+
+
+ALERTMANAGER = shutil.which("prometheus-alertmanager")
+
+
+def _alertmanager_config(app: HttpsApp, folder: Path) -> Path:
+    """Two receivers of one alert: the README's tls_config (CA and client certificate), and one without the CA."""
+    webhook = {"url": f"{app.url}/webhook/alertmanager", "send_resolved": False}
+    client = {"cert_file": str(app.client.cert), "key_file": str(app.client.key)}
+    config = {
+        "route": {
+            "receiver": "verified", "group_by": ["alertname"], "group_wait": "0s", "group_interval": "1s",
+            "routes": [{"receiver": "verified", "continue": True}, {"receiver": "unverified"}],
+        },
+        "receivers": [
+            {"name": "verified", "webhook_configs": [
+                {**webhook, "http_config": {"tls_config": {"ca_file": str(app.ca.cert_file), **client}}}]},
+            {"name": "unverified", "webhook_configs": [{**webhook, "http_config": {"tls_config": client}}]},
+        ],
+    }
+    path = folder / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.skipif(ALERTMANAGER is None, reason="prometheus-alertmanager is not installed (run scripts/install-prometheus)")
+def test_alertmanager_with_tls_config_delivers_over_https_and_refuses_without_the_ca(
+    https_app: HttpsApp, tmp_path: Path
+) -> None:
+    port = free_port()
+    log_file = tmp_path / "alertmanager.log"
+    with open(log_file, "w") as log:
+        alertmanager = subprocess.Popen(
+            [str(ALERTMANAGER), f"--config.file={_alertmanager_config(https_app, tmp_path)}",
+             f"--storage.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+    name = f"TlsProbe{port}"
+    found: list[dict] = []
+    try:
+        deadline = time.monotonic() + 120  # a bound for a broken delivery, not a speed check
+        posted = False
+        with httpx.Client(verify=_context(https_app.ca.cert_file, https_app.client), timeout=30) as api:
+            while time.monotonic() < deadline and not (found and "x509" in log_file.read_text()):
+                if not posted:
+                    try:
+                        httpx.post(f"http://127.0.0.1:{port}/api/v2/alerts", timeout=5, json=[
+                            {"labels": {"alertname": name, "service": "checkout", "severity": "critical"}}
+                        ]).raise_for_status()
+                        posted = True
+                    except httpx.HTTPError:
+                        pass  # Alertmanager still starting
+                page = api.get(f"{https_app.url}/api/incidents", params={"page_size": 100}).json()
+                found = [i for i in page["items"] if i["alert_name"] == name]
+                time.sleep(0.5)
+    finally:
+        alertmanager.terminate()
+        alertmanager.wait(timeout=30)
+    said = log_file.read_text()
+    assert found, f"the alert never reached the API over HTTPS; Alertmanager said:\n{said[-3000:]}"
+    assert found[0]["service"] == "checkout"
+    refused = [line for line in said.splitlines() if "unverified" in line and "x509" in line]
+    assert refused, said[-3000:]
+    assert "certificate signed by unknown authority" in refused[0]
