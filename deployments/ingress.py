@@ -266,7 +266,7 @@ class Ingress:
                     context_window_seconds=self._settings.context_window_seconds,
                     gather_context=gather,
                     context_wait_seconds=self._settings.context_wait_seconds,
-                    recall=functools.partial(recall, self._store),
+                    recall=functools.partial(recall, self._store) if self._settings.recall_history else None,
                 )
         return self._service
 

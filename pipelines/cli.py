@@ -488,7 +488,8 @@ def _replay(contexts: list[tuple[str, Callable[[], Any]]], settings: Settings, l
 
 
 def _eval_settings() -> Settings:
-    return _settings(data_dir=Path(tempfile.mkdtemp(prefix="rca-eval-")))
+    # no history: an evaluation's figures never depend on feedback stored in the database it uses
+    return _settings(data_dir=Path(tempfile.mkdtemp(prefix="rca-eval-")), recall_history=False)
 
 
 @eval_app.command("nezha")

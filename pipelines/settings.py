@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     # the API as the CLI's commands that call it reach it (rca feedback, rca similar): a JWT or an API key
     api_url: str = Field(default="http://127.0.0.1:8000", validation_alias="RCA_API_URL")
     api_token: SecretStr | None = Field(default=None, validation_alias="RCA_API_TOKEN")
+    # cite confirmed similar past incidents in new analyses (pipelines/feedback.py); off for evaluations,
+    # whose figures must not depend on the feedback of whatever database they run against
+    recall_history: bool = Field(default=True, validation_alias="RCA_RECALL_HISTORY")
     # Ray's metrics export port (README "Security"): loopback, or every interface ("0.0.0.0") for a
     # Prometheus on another host; unset, it follows RCA_HOST (loopback for a local `rca serve`).
     metrics_host: str | None = Field(default=None, validation_alias="RCA_METRICS_HOST")

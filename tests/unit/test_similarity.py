@@ -147,3 +147,11 @@ def test_a_cause_no_hypothesis_names_is_cited_on_the_top_without_raising() -> No
     cited = cite_history(analysis, [_past("a", 0.9, "dns", "network", notes="")])
     assert [h.confidence for h in cited.hypotheses] == [h.confidence for h in analysis.hypotheses]
     assert cited.hypotheses[0].evidence[-1].endswith("resolved by: no notes given; no hypothesis of this analysis names that service")
+
+
+def test_evaluations_run_without_history() -> None:
+    """An evaluation's figures never depend on feedback in the database it runs against."""
+    from pipelines.cli import _eval_settings
+    from pipelines.settings import Settings
+
+    assert Settings().recall_history and not _eval_settings().recall_history
