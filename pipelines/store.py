@@ -602,7 +602,7 @@ class Store:
         return _incident(row)
 
 
-#: how many of the latest analyzed incidents a similarity search compares (one pass in Python, ~ms per thousand)
+#: how many of the latest analyzed incidents a similarity search compares, in Python (bench/similarity.py)
 SIMILAR_CANDIDATES = 5000
 _HYPOTHESES = TypeAdapter(list[Hypothesis])
 _SIMILAR_CANDIDATES = (
