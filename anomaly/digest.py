@@ -94,6 +94,25 @@ def _empty(schema: dict) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
+def event_frame(
+    messages: list[str], timestamps: list[float | None], levels: list[str | None],
+    services: list[str | None], spans: list[str | None],
+) -> pl.DataFrame:
+    """The columns :meth:`Digest.from_frame` reads, from parsed events; the span is the one a
+    shipper handed over, else the one the message names."""
+    frame = pl.DataFrame(
+        {
+            "message": pl.Series(messages, dtype=pl.String),
+            "timestamp": pl.Series(timestamps, dtype=pl.Float64),
+            "level": pl.Series(levels, dtype=pl.String),
+            "service": pl.Series(services, dtype=pl.String),
+            "span": pl.Series(spans, dtype=pl.String),
+        }
+    )
+    inline = pl.col("message").str.extract(SPAN_ID_PATTERN, 1).str.to_lowercase()
+    return frame.with_columns(pl.coalesce("span", inline).alias("span"))
+
+
 class Digest:
     """Mergeable digest of log records (see module doc).
 
@@ -118,18 +137,10 @@ class Digest:
     @classmethod
     def from_records(cls, records: Iterable[LogRecord], *, bucket_seconds: float = BUCKET_SECONDS) -> Digest:
         rows = list(records)
-        frame = pl.DataFrame(
-            {
-                "message": pl.Series([r.message for r in rows], dtype=pl.String),
-                "timestamp": pl.Series([r.timestamp for r in rows], dtype=pl.Float64),
-                "level": pl.Series([r.level for r in rows], dtype=pl.String),
-                "service": pl.Series([r.service for r in rows], dtype=pl.String),
-                "span": pl.Series([r.span_id for r in rows], dtype=pl.String),
-            }
+        frame = event_frame(
+            [r.message for r in rows], [r.timestamp for r in rows], [r.level for r in rows],
+            [r.service for r in rows], [r.span_id for r in rows],
         )
-        # a shipper may have handed the span over; otherwise the message may name it
-        inline = pl.col("message").str.extract(SPAN_ID_PATTERN, 1).str.to_lowercase()
-        frame = frame.with_columns(pl.coalesce("span", inline).alias("span"))
         return cls.from_frame(frame, bucket_seconds=bucket_seconds)
 
     @classmethod
@@ -193,11 +204,16 @@ class Digest:
         digests = list(digests)
         out = cls(bucket_seconds=digests[0].bucket_seconds if digests else BUCKET_SECONDS)
         for d in digests:
-            out.absorb(d)
+            out._take(d)  # compacted once, when read: a context merges hundreds of (service, bucket) digests
         return out
 
     def absorb(self, other: Digest) -> None:
         """Add ``other`` into this digest in place (``other`` is left unchanged)."""
+        self._take(other)
+        if len(self._pending) >= _COMPACT_EVERY:
+            self._compact()
+
+    def _take(self, other: Digest) -> None:
         if other.bucket_seconds != self.bucket_seconds:
             raise ValueError(
                 f"cannot merge digests with different bucket_seconds ({self.bucket_seconds} and {other.bucket_seconds})"
@@ -211,8 +227,6 @@ class Digest:
         self._pending.append(dict(other._tables))  # frames are immutable: sharing is safe
         self._templates = None
         self._shape_template = None
-        if len(self._pending) >= _COMPACT_EVERY:
-            self._compact()
 
     def _compact(self) -> None:
         if not self._pending:
@@ -401,6 +415,10 @@ class Digest:
             for b, n in buckets.items():
                 out.setdefault(b, {})[tid] = n
         return dict(sorted(out.items()))
+
+    def estimated_bytes(self) -> int:
+        """Memory its tables hold (polars' estimate, merges not yet compacted included): what a memory bound counts."""
+        return sum(int(t.estimated_size()) for part in (self._tables, *self._pending) for t in part.values())
 
     @property
     def shapes(self) -> int:

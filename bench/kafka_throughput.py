@@ -2,7 +2,7 @@
 
 1. **log consume path**: events of about 200 bytes are written to a fresh ``rca.logs``-like
    topic by a producer in another process while the reader (``KafkaReader``, the same code
-   the Ray actor runs) consumes them into its buffers; then the same reader code reads a
+   the Ray actor runs) consumes them into its digests; then the same reader code reads a
    full backlog. Reports events/s, MB/s and the consumer lag sampled while producing.
 2. **alert storm**: 1,000 alerts (distinct services, so 1,000 incidents) are published the
    way the webhook does; the real Serve app (its own Ray, embedded PostgreSQL and topics,
@@ -94,7 +94,7 @@ def _produce(bootstrap: str, topic: str, count: int, start_at: float, done: Any)
     asyncio.run(run())
 
 
-async def _noop(alert: dict[str, Any], context: dict[str, list[dict[str, Any]]], delivery: str) -> dict[str, Any]:
+async def _noop(alert: dict[str, Any], context: Any, delivery: str) -> dict[str, Any]:
     return {"incident_id": None, "created": False, "analyzed": False, "status": "open"}
 
 
@@ -116,11 +116,12 @@ async def _consume(settings: Settings, expected: int, lag_from: float | None) ->
         end = time.perf_counter()
         cpu = time.process_time() - cpu_first
         end_wall = time.time()
-        stats = reader.buffers.stats()
+        reader.digester.flush()
+        stats = reader.digester.stats()
     finally:
         await reader.stop()
-    return {"first": first, "end": end, "cpu": cpu, "end_wall": end_wall, "lags": lags, "buffer_events": stats.events,
-            "buffer_bytes": stats.bytes, "dropped": stats.dropped}
+    return {"first": first, "end": end, "cpu": cpu, "end_wall": end_wall, "lags": lags, "digest_lines": stats.lines,
+            "digest_bytes": stats.bytes, "dropped": stats.dropped}
 
 
 async def bench_logs(bootstrap: str, events: int) -> dict[str, Any]:
@@ -128,7 +129,7 @@ async def bench_logs(bootstrap: str, events: int) -> dict[str, Any]:
     settings = Settings(
         kafka_bootstrap=bootstrap, kafka_logs_topic=f"bench.{tag}.logs", kafka_alerts_topic=f"bench.{tag}.alerts",
         kafka_dlq_topic=f"bench.{tag}.dlq", kafka_group_id=f"bench-{tag}", kafka_partitions=3,
-        log_buffer_max_bytes=2 * 1024**3,
+        digest_max_bytes=2 * 1024**3,
     )
     await ensure_topics(bootstrap, 3, TopicNames.from_settings(settings))
     payload_bytes = sum(len(v) for _, v in make_events(1000, time.time())) / 1000 * events
@@ -163,9 +164,9 @@ async def bench_logs(bootstrap: str, events: int) -> dict[str, Any]:
         "backlog_events_per_cpu_second": round(events / backlog["cpu"]),
         "live_events_per_cpu_second": round(events / live["cpu"]),
         "load_average_1m": round(os.getloadavg()[0], 1),
-        "buffer_events": backlog["buffer_events"],
-        "buffer_bytes": backlog["buffer_bytes"],
-        "buffer_dropped": backlog["dropped"],
+        "digest_lines": backlog["digest_lines"],
+        "digest_bytes": backlog["digest_bytes"],
+        "digest_dropped": backlog["dropped"],
     }
 
 

@@ -285,14 +285,17 @@ class Ingress:
 
     # ---------------------------------------------------------------- Python API (Kafka reader, CLI)
 
-    async def process_alert(self, alert: dict, context: dict[str, Any] | None = None, delivery: str | None = None) -> dict:
-        """Record and analyze one alert with the reader's context
-        (``{"logs": [...], "spans": [...], "baseline": {"logs": [...], "spans": [...]}}``).
+    async def process_alert(self, alert: dict, context: Any = None, delivery: str | None = None) -> dict:
+        """Record and analyze one alert with the Kafka reader's context (an ``IncidentContext`` of merged
+        digests and spans), or with lines (``{"logs": [...], "spans": [...], "baseline": {...}}``).
 
         Idempotent: the Kafka reader names the delivery, so a retry is answered as the first try.
         """
-        from pipelines.schemas import Alert, Telemetry
+        from pipelines.schemas import Alert, IncidentContext, Telemetry
 
+        if isinstance(context, IncidentContext):
+            service = await self._incidents()
+            return await service.process_alert(Alert.model_validate(alert), delivery=delivery, streamed=context)
         context = context or {}
         window = Telemetry(logs=context.get("logs") or [], spans=context.get("spans") or [])
         before = context.get("baseline") or {}

@@ -98,14 +98,19 @@ class IncidentService:
         return await self._analyze(incident.id, context)
 
     async def process_alert(
-        self, alert: Alert, window: Telemetry | None = None, delivery: str | None = None, baseline: Telemetry | None = None
+        self, alert: Alert, window: Telemetry | None = None, delivery: str | None = None, baseline: Telemetry | None = None,
+        *, streamed: IncidentContext | None = None,
     ) -> dict:
         """An alert from Alertmanager or Kafka: idempotent, safe to redeliver.
 
         A resolved alert closes its incident. A firing alert is analyzed once per incident;
         a redelivery or a repeat finds the stored incident and its analysis. ``delivery`` (Kafka's
         topic:partition:offset) tells a retry of one delivery from a repeat of the alert.
+        ``streamed`` is the Kafka reader's context (merged digests, spans, what its bound cut);
+        the configured sources are gathered beside it.
         """
+        if streamed is not None:
+            window, baseline = streamed.window, streamed.baseline
         if alert.status == "resolved":
             incident = await self._store.resolve(alert)
             if incident is None:
@@ -114,7 +119,11 @@ class IncidentService:
         incident, created = await self._store.record_alert(alert, delivery=delivery)
         analyzed = False
         if created or not await self._store.has_analysis(incident.id):
-            context = await self._context(alert, window or Telemetry(), baseline, self._window)
+            context = await self._context(alert, window or Telemetry(), baseline, self._window,
+                                          streamed.degraded_reasons if streamed else None)
+            if streamed is not None:
+                context = context.model_copy(update={"window_digest": streamed.window_digest,
+                                                     "baseline_digest": streamed.baseline_digest})
             await self._analyze(incident.id, context)
             analyzed = True
         return {"incident_id": incident.id, "created": created, "analyzed": analyzed, "status": incident.status}

@@ -140,7 +140,9 @@ class AnalysisPipeline:
         window_logs = context.window.logs
         baseline_logs = context.baseline.logs if context.baseline else []
         (window, chunks), (baseline, _) = await asyncio.gather(self.digest(window_logs), self.digest(baseline_logs))
-        baseline_digest = baseline if baseline_logs else None
+        window = _with_premined(window, bool(window_logs), context.window_digest)
+        baseline = _with_premined(baseline, bool(baseline_logs), context.baseline_digest)
+        baseline_digest = baseline if baseline_logs or baseline.lines else None
         timings["summarize"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -199,6 +201,13 @@ class AnalysisPipeline:
             ),
             llm_usage=verdict.llm_usage,
         ))
+
+
+def _with_premined(mined: Digest, had_lines: bool, premined: Digest | None) -> Digest:
+    """The lines' digest joined with one mined before (the Kafka digesters'): one digest, whatever the source."""
+    if premined is None:
+        return mined
+    return Digest.merge_all([premined, mined]) if had_lines else premined
 
 
 def _anomaly(item: ScoredItem) -> Anomaly:

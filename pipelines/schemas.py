@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from anomaly.digest import Digest
+
 MAX_SUMMARY_WORDS = 200
 
 
@@ -311,10 +313,15 @@ class Telemetry(BaseModel):
 class IncidentContext(BaseModel):
     """Everything the pipeline reads for one incident: the window, and a normal baseline if known."""
 
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     alert: Alert
     window: Telemetry = Field(default_factory=Telemetry)
     baseline: Telemetry | None = None
     degraded_reasons: list[str] = Field(default_factory=list, description="context sources that failed")
+    # Lines already mined where they arrived (the Kafka digesters): joined with the logs' own digest.
+    window_digest: Digest | None = Field(default=None, exclude=True)
+    baseline_digest: Digest | None = Field(default=None, exclude=True)
 
 
 def _plain_names(alert: Alert) -> Alert:

@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     kafka_logs_topic: str = Field(default="rca.logs", validation_alias="RCA_KAFKA_LOGS_TOPIC")
     kafka_dlq_topic: str = Field(default="rca.dlq", validation_alias="RCA_KAFKA_DLQ_TOPIC")
     kafka_spans_topic: str = Field(default="rca.spans", validation_alias="RCA_KAFKA_SPANS_TOPIC")
-    log_buffer_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, validation_alias="RCA_LOG_BUFFER_MAX_BYTES")
+    digest_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1024 * 1024, validation_alias="RCA_DIGEST_MAX_BYTES")
     span_buffer_max_bytes: int = Field(default=128 * 1024 * 1024, ge=1024, validation_alias="RCA_SPAN_BUFFER_MAX_BYTES")
     context_wait_seconds: float = Field(default=DEFAULT_AFTER_SECONDS, ge=0, validation_alias="RCA_CONTEXT_WAIT_SECONDS")
     max_inflight_analyses: int = Field(default=8, ge=1, validation_alias="RCA_MAX_INFLIGHT_ANALYSES")

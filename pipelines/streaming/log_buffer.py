@@ -1,13 +1,18 @@
-"""Per-service, time-indexed log buffers bounded by memory: the Kafka reader's short-term log store.
+"""Per-service, time-indexed buffers of raw events bounded by memory, and the check of a ``rca.logs`` event.
+
+What holds raw events today
+    The Kafka reader's spans (``RCA_SPAN_BUFFER_MAX_BYTES``): the traces signal reads every
+    span of a window, and spans are far fewer than lines. Log lines are no longer held raw:
+    they are mined on arrival (:mod:`pipelines.streaming.digester`), which keeps both context
+    windows at 100k lines/s where raw lines kept seconds; ``bench/streaming_digests.py`` runs
+    this buffer beside the digester as the baseline it replaced.
 
 Why raw bytes, and why blocks
-    The reader consumes ``rca.logs`` at 100k+ events/s, but a context window is asked for
-    only when an alert comes. So an event is decoded once, just enough to check it and to
-    learn its service and time (:func:`parse_log_event`), and the *raw JSON bytes* are kept:
-    a 200-byte event costs about 300 bytes here instead of the ~1 KB of a decoded dict, and
-    the budget (``RCA_LOG_BUFFER_MAX_BYTES``) is counted on what is really held. Events
-    are appended to per-service blocks; each block knows its smallest and largest time, so a
-    window query skips whole blocks.
+    An event is decoded once, just enough to check it and to learn its service and time
+    (:func:`parse_log_event`), and the *raw JSON bytes* are kept: a 200-byte event costs about
+    300 bytes here instead of the ~1 KB of a decoded dict, and the budget is counted on what
+    is really held. Events are appended to per-service blocks; each block knows its smallest
+    and largest time, so a window query skips whole blocks.
 
 Oldest first, also for quiet services
     A block is closed when it is full *or* when ``block_events`` events of any service
@@ -81,6 +86,17 @@ def parse_timestamp(value: Any) -> float | None:
 def parse_log_event(value: bytes | None, fallback_time: float, key: bytes | None = None) -> tuple[str, float]:
     """Check one ``rca.logs`` message and return ``(service, unix seconds)``; raise :class:`InvalidLogEvent`.
 
+    As :func:`decode_log_event`, for callers that keep the raw bytes rather than the event.
+    """
+    service, moment, _ = decode_log_event(value, fallback_time, key)
+    return service, moment
+
+
+def decode_log_event(
+    value: bytes | None, fallback_time: float, key: bytes | None = None
+) -> tuple[str, float, dict[str, Any]]:
+    """Check one ``rca.logs`` message and return ``(service, unix seconds, the event)``; raise :class:`InvalidLogEvent`.
+
     The checks are those of ``schemas.LogEvent`` that matter to the buffer (a JSON object with a
     string ``message``; ``service``/``pod``/``level`` strings when present; ``labels`` an object),
     done by hand because the pydantic model costs ~10x more per event on this hot path. The time
@@ -113,7 +129,7 @@ def parse_log_event(value: bytes | None, fallback_time: float, key: bytes | None
         moment = fallback_time
     if not service:
         service = key.decode("utf-8", "replace") if key else UNKNOWN_SERVICE
-    return service, moment
+    return service, moment, event
 
 
 class _Block:

@@ -4,12 +4,14 @@ and trace spans from ``rca.spans`` as context.
 One class, :class:`KafkaReader`, two loops:
 
 * **logs** - every partition of ``rca.logs`` and ``rca.spans`` is *assigned* (no consumer
-  group: each reader needs every service's lines), starting at the records of the last two
-  context windows, so a restarted reader refills its buffers from Kafka: an alert's context
-  is its window, and its baseline the window before. Events are checked
-  cheaply and kept as raw bytes in :class:`~pipelines.streaming.log_buffer.LogBuffers`; span batches
-  (OTLP/JSON from an OpenTelemetry Collector, :mod:`pipelines.streaming.otlp`) are decoded and each
-  span kept in a second buffer. Bad ones go to ``rca.dlq``.
+  group yet: this reader needs every service's lines), starting at the records of the last two
+  context windows, so a restarted reader rebuilds its digests from Kafka: an alert's context
+  is its window, and its baseline the window before. Log events are mined on arrival into
+  per-(service, time bucket) digests (:class:`~pipelines.streaming.digester.Digester`), never
+  held as raw lines; span batches (OTLP/JSON from an OpenTelemetry Collector,
+  :mod:`pipelines.streaming.otlp`) are decoded and each span kept, raw, in a
+  :class:`~pipelines.streaming.log_buffer.LogBuffers` (the traces signal reads every span of
+  the window, and spans are far fewer than lines). Bad ones go to ``rca.dlq``.
 * **alerts** - a consumer group with manual commits. An alert's offset is committed only
   after ``process(alert, context)`` returned, i.e. after its incident and analysis are stored
   (at-least-once). Per partition the committed offset is the lowest offset still in flight,
@@ -26,8 +28,8 @@ reason in headers (``rca-dlq-reason``, ``rca-dlq-detail``, ``rca-dlq-source``) a
 
 Metrics: the reader records them itself, every ``METRICS_EVERY_SECONDS`` while it runs (nobody
 has to ask ``stats()``): the lag of each partition (``rca_kafka_consumer_lag_messages``) and
-the log events its buffers dropped (``rca_log_lines_dropped_total``, reason ``oversized`` or
-``buffer_full``); each DLQ message is counted as it is sent (``rca_dlq_messages_total``).
+the log events its digests left out (``rca_log_lines_dropped_total``, reason ``oversized``,
+``older_than_retention`` or ``digest_bound``); each DLQ message is counted as it is sent (``rca_dlq_messages_total``).
 
 Without Ray the class runs in any asyncio loop with a plain ``process`` callback (tests,
 the benchmark); :func:`ensure_reader` runs it as a named detached Ray actor that calls the
@@ -50,20 +52,21 @@ from pydantic import ValidationError
 from pipelines import metrics
 from pipelines.context_window import ContextWindow
 from pipelines.streaming.dead_letters import DeadLetters
+from pipelines.streaming.digester import Digester
 from pipelines.streaming.log_buffer import LogBuffers
 from pipelines.streaming.offsets import PartitionProgress
 from pipelines.streaming.otlp import InvalidSpanBatch, decode_spans
 from pipelines.streaming.producer import Publisher
 from pipelines.streaming.retry import backoff_seconds
 from pipelines.streaming.topics import KafkaUnavailable, TopicNames, ensure_topics
-from pipelines.schemas import Alert
+from pipelines.schemas import Alert, IncidentContext, Span, Telemetry
 from pipelines.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-#: (alert, its context {"logs", "spans", "baseline": {"logs", "spans"}}, the delivery "topic:partition:offset")
-#: -> what the app did with it
-Process = Callable[[dict[str, Any], dict[str, Any], str], Awaitable[dict[str, Any]]]
+#: (alert, its context: merged digests and spans of the window and the baseline, the delivery
+#: "topic:partition:offset") -> what the app did with it
+Process = Callable[[dict[str, Any], IncidentContext, str], Awaitable[dict[str, Any]]]
 """``process(alert as JSON dict, context) -> {"incident_id", "created", "analyzed", "status"}``; stores first."""
 
 READER_NAMESPACE = "rca"
@@ -112,7 +115,10 @@ class KafkaReader:
         self.app_name = app_name
         self.client_id = client_id
         self._process = process
-        self.buffers = LogBuffers(settings.log_buffer_max_bytes, max_event_bytes=settings.max_line_bytes)
+        self.digester = Digester(
+            max_bytes=settings.digest_max_bytes, retention_seconds=history_seconds(settings),
+            max_event_bytes=settings.max_line_bytes,
+        )
         self.spans = LogBuffers(settings.span_buffer_max_bytes, max_event_bytes=settings.max_line_bytes)
         self.max_inflight = settings.max_inflight_analyses
         self.max_pending = max_pending or max(16, 16 * settings.max_inflight_analyses)
@@ -238,7 +244,7 @@ class KafkaReader:
     async def _seek_to_window(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
         """Start at the records of the last two context windows: a restarted reader gets its context
         back, and the window before it, which serves as the baseline."""
-        since = _now() - 2 * self.settings.context_window_seconds - self.settings.context_wait_seconds - 60
+        since = _now() - history_seconds(self.settings)
         ends = await consumer.end_offsets(partitions)  # taken first: nothing written after it is skipped
         found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in partitions})
         for tp in partitions:
@@ -248,17 +254,19 @@ class KafkaReader:
 
     async def _run_logs(self) -> None:
         consumer = self._logs = await self._start_logs_consumer()
-        ingest = self.buffers.ingest
+        ingest = self.digester.ingest
         positions = self._log_positions
         spans_topic = self.topics.spans
         while not self._stopping:
             batches = await consumer.getmany(timeout_ms=200, max_records=LOGS_FETCH_RECORDS)
+            if not batches:  # idle: mine what is pending now rather than when an alert asks
+                self.digester.flush()
             for tp, records in batches.items():
                 if tp.topic == spans_topic:
                     bad = self._ingest_spans(records)
                     self.counts["spans_consumed"] += len(records)
                 else:
-                    _, bad = ingest(records)
+                    bad = ingest(records)
                     self.counts["logs_consumed"] += len(records)
                 if records:
                     positions[tp] = records[-1].offset + 1
@@ -365,7 +373,7 @@ class KafkaReader:
 
         Then, for at most as long again (and at least a second), wait until the log consumer
         has read up to the end of ``rca.logs`` as last fetched, so that lines published
-        before the alert are in the buffers even when the alert is read first.
+        before the alert are in the digests even when the alert is read first.
         """
         if alert.status != "firing":
             return
@@ -388,26 +396,33 @@ class KafkaReader:
                 return True
         return False
 
-    def context(self, alert: Alert) -> dict[str, Any]:
-        """A firing alert's logs and spans in its ``ContextWindow`` (INCIDENT_CONTEXT_WINDOW before it
-        to RCA_CONTEXT_WAIT_SECONDS after it), and as its baseline those of the range of the same
-        width just before (what the buffers still hold of it: nothing right after a restart). A
-        resolved alert needs none."""
+    def context(self, alert: Alert) -> IncidentContext:
+        """A firing alert's context in its ``ContextWindow`` (INCIDENT_CONTEXT_WINDOW before it to
+        RCA_CONTEXT_WAIT_SECONDS after it) and, as its baseline, the range of the same width just
+        before: the merged digests of their buckets and their spans. What the memory bound cut
+        from either is named in ``degraded_reasons``. A resolved alert needs none."""
         if alert.status != "firing":
-            return {"logs": [], "spans": []}
+            return IncidentContext(alert=alert)
         span = ContextWindow.for_alert(alert, self.settings)
-        before = span.baseline
-        return {
-            "logs": self._logs_between(span.start, span.end),
-            "spans": self._spans_between(span.start, span.end),
-            "baseline": {"logs": self._logs_between(*before), "spans": self._spans_between(*before)},
-        }
+        reasons = []
+        ranges = {}
+        for label, (start, end) in (("window", (span.start, span.end)), ("baseline", span.baseline)):
+            ranges[label] = found = self.digester.between(start, end)
+            reason = found.degraded_reason(label, self.digester.max_bytes)
+            if reason:
+                reasons.append(reason)
+        return IncidentContext(
+            alert=alert,
+            window=Telemetry(spans=self._spans_between(span.start, span.end)),
+            baseline=Telemetry(spans=self._spans_between(*span.baseline)),
+            window_digest=ranges["window"].digest,
+            baseline_digest=ranges["baseline"].digest,
+            degraded_reasons=reasons,
+        )
 
-    def _logs_between(self, start: float, end: float) -> list[dict[str, Any]]:
-        return self.buffers.window(start, end, limit=self.settings.max_lines_per_request)
-
-    def _spans_between(self, start: float, end: float) -> list[dict[str, Any]]:
-        return [json.loads(value) for _, _, value in self.spans.raw_window(start, end, limit=self.settings.max_lines_per_request)]
+    def _spans_between(self, start: float, end: float) -> list[Span]:
+        return [Span.model_validate_json(value)
+                for _, _, value in self.spans.raw_window(start, end, limit=self.settings.max_lines_per_request)]
 
     async def _process_until_stored(self, record: Any, alert: Alert) -> None:
         process = self._process or self._serve_process()
@@ -491,11 +506,6 @@ class KafkaReader:
 
     # ---------------------------------------------------------------- read side
 
-    async def logs_for(self, service: str | None, start: float, end: float) -> list[dict[str, Any]]:
-        """Buffered log events of ``service`` (every service when None) between two unix times."""
-        await self.start()
-        return self.buffers.window(start, end, None if service is None else [service])
-
     def lag(self) -> dict[str, int]:
         """Messages behind the end of each partition (``topic/partition`` -> count), as last fetched.
 
@@ -523,7 +533,7 @@ class KafkaReader:
             for key, value in self.lag().items():
                 topic, partition = key.rsplit("/", 1)
                 metrics.set_kafka_lag(topic, int(partition), value)
-            dropped = dict(self.buffers.dropped)
+            dropped = dict(self.digester.dropped)
             new = {reason: count - self._dropped_recorded.get(reason, 0) for reason, count in dropped.items()}
             metrics.count_lines(0, {reason: count for reason, count in new.items() if count > 0})
             self._dropped_recorded = dropped
@@ -536,24 +546,25 @@ class KafkaReader:
             await asyncio.sleep(METRICS_EVERY_SECONDS)
 
     async def stats(self) -> dict[str, Any]:
-        """What /health and metrics show: counts, DLQ and drops by reason, lag, buffers, in flight.
+        """What /health and metrics show: counts, DLQ and drops by reason, lag, digests, span buffer, in flight.
 
         A query: it starts nothing (an actor that Ray restarted is started by :meth:`start`,
         which the ingress calls before it asks).
         """
-        buffers = self.buffers.stats()
+        digests = self.digester.stats()
         spans = self.spans.stats()
         return {
             "state": self.state,
             "bootstrap": self.bootstrap,
             **self.counts,
             "dlq": dict(self.dead_letters.counts),
-            "dropped": dict(buffers.dropped),
+            "dropped": dict(digests.dropped),
             "lag": self.lag(),
-            "buffer_bytes": buffers.bytes,
-            "buffer_max_bytes": buffers.max_bytes,
-            "buffer_events": buffers.events,
-            "buffer_services": buffers.services,
+            "digest_bytes": digests.bytes,
+            "digest_max_bytes": digests.max_bytes,
+            "digest_lines": digests.lines,
+            "digest_buckets": digests.buckets,
+            "digest_pending": digests.pending,
             "span_buffer_bytes": spans.bytes,
             "span_buffer_spans": spans.events,
             "spans_dropped": dict(spans.dropped),
@@ -585,6 +596,11 @@ def _short(error: BaseException) -> str:
     return text if len(text) <= 500 else text[:497] + "..."
 
 
+def history_seconds(settings: Settings) -> float:
+    """How far back the reader reads and keeps: two context windows (an alert's and its baseline), the wait, a minute."""
+    return 2 * settings.context_window_seconds + settings.context_wait_seconds + 60
+
+
 def reader_name(app_name: str) -> str:
     return f"rca-kafka-reader-{app_name}"
 
@@ -594,7 +610,7 @@ def ensure_reader(settings: Settings, app_name: str, num_cpus: float = 0.25) -> 
 
     Safe to call from every ingress replica and on every restart: one actor per app name
     (``rca-kafka-reader-<app>`` in Ray namespace ``rca``), and ``start`` is idempotent. Returns
-    the actor handle (``await handle.stats.remote()``, ``handle.logs_for.remote(...)``). Does not
+    the actor handle (``await handle.stats.remote()``). Does not
     wait for the broker: the actor retries until it answers.
     """
     import ray

@@ -1,8 +1,9 @@
 """The Kafka reader against a real broker, with a plain idempotent callback in place of the app.
 
-What is checked: alerts become incidents with the logs and the spans of their window; poison messages go
+What is checked: alerts become incidents with the merged digests of the log lines and the spans of
+their window and of the window before; poison messages go
 to the DLQ with their reason and the next good message is processed; the reader records its
-lag and buffer drops as metrics on its own; a slow pipeline pauses consumption instead of
+lag and dropped lines as metrics on its own; a slow pipeline pauses consumption instead of
 buffering; a failing pipeline is retried and nothing is committed past an unstored alert; a
 broker restart while alerts flow ends with exactly one incident per alert.
 """
@@ -16,10 +17,11 @@ from typing import Any
 
 import pytest
 
+from anomaly.digest import Digest
+from pipelines.schemas import Alert, IncidentContext, Telemetry
 from pipelines.streaming.producer import AlertPublisher, KafkaUnavailable, LogPublisher, Publisher
 from pipelines.streaming.reader import KafkaReader
 from pipelines.streaming.topics import TopicNames
-from pipelines.schemas import Alert
 from tests.integration.kafka_support import (  # noqa: F401 - fixtures
     Broker,
     eventually,
@@ -45,7 +47,7 @@ class IncidentBook:
         self.running = 0
         self.max_running = 0
 
-    async def process(self, alert: dict[str, Any], context: dict[str, list[dict[str, Any]]], delivery: str) -> dict[str, Any]:
+    async def process(self, alert: dict[str, Any], context: IncidentContext, delivery: str) -> dict[str, Any]:
         self.calls += 1
         self.running += 1
         self.max_running = max(self.max_running, self.running)
@@ -58,14 +60,23 @@ class IncidentBook:
             key = (alert["fingerprint"], alert["timestamp"])
             created = key not in self.incidents
             if created:
-                self.incidents[key] = {"alert": alert, "logs": context["logs"], "spans": context["spans"],
-                                       "baseline": context.get("baseline"), "id": f"inc-{len(self.incidents)}"}
+                baseline = context.baseline or Telemetry()
+                self.incidents[key] = {"alert": alert, "logs": context.window_digest,
+                                       "spans": [s.model_dump() for s in context.window.spans],
+                                       "baseline": {"logs": context.baseline_digest,
+                                                    "spans": [s.model_dump() for s in baseline.spans]},
+                                       "degraded_reasons": context.degraded_reasons, "id": f"inc-{len(self.incidents)}"}
             return {"incident_id": self.incidents[key]["id"], "created": created, "analyzed": created, "status": "open"}
         finally:
             self.running -= 1
 
     def fingerprints(self) -> set[str]:
         return {fingerprint for fingerprint, _ in self.incidents}
+
+
+def lines_of(digest: Digest) -> list[str]:
+    """The exemplar lines a digest kept, sorted (every line, when each is its own template)."""
+    return sorted(sample for template in digest.templates.values() for sample in template.samples)
 
 
 def alert(index: int, at: datetime | None = None, service: str = "checkout") -> Alert:
@@ -98,10 +109,13 @@ async def test_alerts_become_incidents_with_the_logs_of_their_window_and_the_win
         await eventually(lambda: len(book.incidents) == 1, "the alert stored as an incident")
         (incident,) = book.incidents.values()
         assert incident["alert"]["name"] == "HighErrorRate"
-        assert sorted(event["message"] for event in incident["logs"]) == ["GET /cart 500", "db pool exhausted"]
-        assert [event["message"] for event in incident["baseline"]["logs"]] == ["the window before"]
+        assert lines_of(incident["logs"]) == ["GET /cart 500", "db pool exhausted"]
+        assert incident["logs"].services == {"checkout": 1, "db": 1}
+        assert lines_of(incident["baseline"]["logs"]) == ["the window before"]
+        assert incident["degraded_reasons"] == []
         await eventually(lambda: reader.counts["alerts_processed"] == 1, "processed counted")
-        assert (await reader.logs_for("db", fired.timestamp() - 700, fired.timestamp()))[0]["message"] == "too old to matter"
+        # read from Kafka (the reader starts two windows back) but older than any context it can serve
+        assert (await reader.stats())["dropped"] == {"older_than_retention": 1}
     finally:
         await reader.stop()
         await logs.stop()
@@ -164,7 +178,7 @@ async def test_poison_messages_go_to_the_dlq_and_the_next_good_message_is_proces
         assert reasons == ["invalid", "invalid", "undecodable"]
         assert {record.value for record in dead} == {b"\xff\x00 not json", b'{"name": "no time"}', b"[1, 2, 3]"}
         assert all(dict(record.headers)["rca-dlq-detail"] for record in dead)
-        await eventually(lambda: reader.buffers.stats().events == 1, "the good log event buffered")
+        await eventually(lambda: reader.digester.stats().lines == 1, "the good log event mined")
         stats = await reader.stats()
         assert stats["dlq"] == {"undecodable": 1, "invalid": 2}
         assert stats["state"] == "running"

@@ -1,0 +1,262 @@
+"""Digest on arrival: log events from ``rca.logs`` mined as they come into per-(service, time bucket) Digests.
+
+Why digests, not raw lines
+    The analysis needs template counts per bucket, exemplar lines and span links, which a
+    :class:`~anomaly.digest.Digest` holds, never the lines themselves. Held raw, a 300 s window
+    and its baseline at 100k lines/s take ~18 GB; mined on arrival they take what their distinct
+    shapes take, so memory grows with templates and buckets, not with lines. Digests merge
+    exactly (template ids are derived from the template text, mining is a function of the set
+    of shapes), so an alert's context is the merge of the buckets of its window, and digests
+    from other digesters merge into it the same way.
+
+Batches
+    Mining one line at a time would cost a polars call per line; events are decoded and checked
+    as they come (:func:`~pipelines.streaming.log_buffer.decode_log_event`) and their fields
+    held as columns until ``batch_events`` are pending or a query asks (:meth:`Digester.flush`).
+    Then each (service, bucket) of the batch becomes one Digest that is absorbed into what that
+    (service, bucket) already holds. Events are read as ``/analyze`` reads log events (level
+    upper-cased, the span a shipper's label or the message names, empty messages counted).
+
+Bounds, and nothing dropped silently
+    Buckets older than ``retention_seconds`` (two context windows and the wait: what any alert
+    can still ask for) are expired. Past ``max_bytes`` (``RCA_DIGEST_MAX_BYTES``) the oldest
+    bucket is evicted and its lines are counted, per bucket, as *cut*: a window or baseline
+    that covers a cut bucket says so in the analysis (``degraded_reasons`` and
+    ``lines_dropped["digest_bound"]``). Oversized events are refused and counted.
+
+Pure Python (no Kafka, no Ray): the reader calls it, tests and the benchmark call it directly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from anomaly.digest import BUCKET_SECONDS, Digest, event_frame
+from pipelines.pipeline import SPAN_LABELS
+from pipelines.streaming.log_buffer import DROP_OVERSIZED, InvalidLogEvent, decode_log_event
+
+BATCH_EVENTS = 100_000
+"""Events mined together: large enough that the per-call cost of polars is small beside the lines."""
+BATCH_BYTES = 32 * 1024 * 1024
+"""...or this many bytes of messages, whichever comes first: pending text stays bounded whatever the line size."""
+
+DROP_EXPIRED = "older_than_retention"
+CUT_REASON = "digest_bound"
+
+
+@dataclass(frozen=True)
+class DigestRange:
+    """The merged digest of a time range, and how many of its lines the memory bound cut."""
+
+    digest: Digest
+    cut_lines: int
+
+    def degraded_reason(self, label: str, max_bytes: int) -> str | None:
+        """What an analysis must say when lines of this range were cut, else None."""
+        if not self.cut_lines:
+            return None
+        return (f"{CUT_REASON}: {self.cut_lines} log lines of the {label} were evicted from the streaming digests "
+                f"(RCA_DIGEST_MAX_BYTES={max_bytes}); raise it or shorten the window")
+
+
+@dataclass(frozen=True)
+class DigesterStats:
+    """A snapshot for /health, metrics and the benchmark."""
+
+    bytes: int
+    max_bytes: int
+    lines: int
+    buckets: int
+    keys: int
+    pending: int
+    cut_lines: int
+    dropped: dict[str, int]
+
+
+class Digester:
+    """Mines log events as they arrive into per-(service, bucket) Digests, bounded by ``max_bytes``."""
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int,
+        retention_seconds: float,
+        bucket_seconds: float = BUCKET_SECONDS,
+        max_event_bytes: int = 65_536,
+        batch_events: int = BATCH_EVENTS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``clock`` gives the time retention is counted from (the benchmark's event time runs faster)."""
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+        if not retention_seconds > 0:
+            raise ValueError(f"retention_seconds must be positive, got {retention_seconds}")
+        if batch_events < 1:
+            raise ValueError(f"batch_events must be positive, got {batch_events}")
+        self.max_bytes = max_bytes
+        self.retention_seconds = float(retention_seconds)
+        self.bucket_seconds = float(bucket_seconds)
+        self.max_event_bytes = max_event_bytes
+        self.batch_events = batch_events
+        self._clock = clock
+        # the pending batch, as the columns of anomaly.digest.event_frame
+        self._messages: list[str] = []
+        self._times: list[float] = []
+        self._levels: list[str | None] = []
+        self._services: list[str] = []
+        self._spans: list[str | None] = []
+        self._pending_events = 0
+        self._pending_bytes = 0
+        self._digests: dict[float, dict[str, Digest]] = {}  # bucket -> service -> digest
+        self._sizes: dict[float, int] = {}  # bucket -> estimated bytes of its digests
+        self.bytes = 0
+        self.lines = 0
+        self.cut: dict[float, int] = {}  # bucket -> lines the bound evicted
+        self.dropped: dict[str, int] = {}
+
+    # ---------------------------------------------------------------- arrival
+
+    def ingest(self, records: Iterable[Any]) -> list[tuple[Any, InvalidLogEvent]]:
+        """Take a batch of Kafka records (``value``, ``key``, ``timestamp`` in ms); return the refused ones with why."""
+        bad: list[tuple[Any, InvalidLogEvent]] = []
+        oldest = self._clock() - self.retention_seconds
+        for record in records:
+            try:
+                self._hold(record.value, record.timestamp / 1000.0, record.key, oldest)
+            except InvalidLogEvent as error:
+                bad.append((record, error))
+        if self._batch_full():
+            self.flush()
+        return bad
+
+    def add(self, value: bytes | None, fallback_time: float, key: bytes | None = None) -> None:
+        """Take one raw event; raise :class:`InvalidLogEvent` naming what is wrong with it."""
+        self._hold(value, fallback_time, key, self._clock() - self.retention_seconds)
+        if self._batch_full():
+            self.flush()
+
+    def _batch_full(self) -> bool:
+        return self._pending_events >= self.batch_events or self._pending_bytes >= BATCH_BYTES
+
+    def _hold(self, value: bytes | None, fallback_time: float, key: bytes | None, oldest: float) -> None:
+        if value is not None and len(value) > self.max_event_bytes:
+            self._count(DROP_OVERSIZED, 1)
+            return
+        service, moment, event = decode_log_event(value, fallback_time, key)
+        if moment < oldest:
+            self._count(DROP_EXPIRED, 1)
+            return
+        span = event.get("span_id")
+        if not span:
+            labels = event.get("labels") or {}
+            span = next((labels[k] for k in SPAN_LABELS if labels.get(k)), None)
+        level = event.get("level")
+        self._messages.append(event["message"])
+        self._times.append(moment)
+        self._levels.append(level.upper() if level else None)
+        self._services.append(service)
+        self._spans.append(str(span).lower() if span else None)
+        self._pending_events += 1
+        self._pending_bytes += len(value)  # type: ignore[arg-type]
+
+    def flush(self) -> None:
+        """Mine what is pending into the buckets' digests, then apply retention and the memory bound."""
+        if not self._pending_events:
+            return
+        frame = event_frame(self._messages, self._times, self._levels, self._services, self._spans)
+        self._messages, self._times, self._levels, self._services, self._spans = [], [], [], [], []
+        self._pending_events = self._pending_bytes = 0
+        frame = frame.with_columns(
+            ((pl.col("timestamp") / self.bucket_seconds).floor() * self.bucket_seconds).alias("bucket"),
+            (pl.col("message").str.strip_chars() == "").alias("empty"),
+        )
+        empty = frame.filter(pl.col("empty")).group_by("bucket", "service").len()
+        empties = {(b, s): n for b, s, n in empty.iter_rows()}
+        parts = frame.filter(~pl.col("empty")).partition_by("bucket", "service", as_dict=True)
+        for where in set(parts) | set(empties):
+            bucket, service = where
+            part = parts.get(where)
+            digest = (Digest.from_frame(part, bucket_seconds=self.bucket_seconds) if part is not None
+                      else Digest(bucket_seconds=self.bucket_seconds))
+            if where in empties:
+                digest.count_dropped({"empty": empties[where]})
+            services = self._digests.setdefault(bucket, {})
+            held = services.get(service)
+            if held is None:
+                services[service] = digest
+            else:
+                held.absorb(digest)
+            self.lines += digest.lines
+            self._resize(bucket)
+        self._expire()
+        self._bound()
+
+    def _resize(self, bucket: float) -> None:
+        size = sum(d.estimated_bytes() for d in self._digests[bucket].values())
+        self.bytes += size - self._sizes.get(bucket, 0)
+        self._sizes[bucket] = size
+
+    def _drop_bucket(self, bucket: float) -> int:
+        lines = sum(d.lines for d in self._digests.pop(bucket).values())
+        self.bytes -= self._sizes.pop(bucket)
+        self.lines -= lines
+        return lines
+
+    def _expire(self) -> None:
+        oldest = self._clock() - self.retention_seconds
+        for bucket in [b for b in self._digests if b < oldest]:
+            self._count(DROP_EXPIRED, self._drop_bucket(bucket))
+        for bucket in [b for b in self.cut if b < oldest]:
+            del self.cut[bucket]
+
+    def _bound(self) -> None:
+        """Evict the oldest buckets until the digests fit ``max_bytes``; their lines are counted as cut."""
+        while self.bytes > self.max_bytes and self._digests:
+            bucket = min(self._digests)
+            lines = self._drop_bucket(bucket)
+            self.cut[bucket] = self.cut.get(bucket, 0) + lines
+            self._count(CUT_REASON, lines)
+
+    def _count(self, reason: str, n: int) -> None:
+        if n:
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+    # ---------------------------------------------------------------- queries
+
+    def _in_range(self, bucket: float, start: float, end: float) -> bool:
+        """A bucket belongs to the range that holds its middle: adjacent ranges never share one."""
+        middle = bucket + self.bucket_seconds / 2
+        return start <= middle < end
+
+    def between(self, start: float, end: float) -> DigestRange:
+        """The merged digest of the buckets in ``[start, end)`` (to half a bucket) and the lines cut from them."""
+        if self._pending_events:
+            self.flush()
+        parts = [
+            digest
+            for bucket in sorted(b for b in self._digests if self._in_range(b, start, end))
+            for _, digest in sorted(self._digests[bucket].items())
+        ]
+        merged = Digest.merge_all(parts) if parts else Digest(bucket_seconds=self.bucket_seconds)
+        cut = sum(n for bucket, n in self.cut.items() if self._in_range(bucket, start, end))
+        if cut:
+            merged.count_dropped({CUT_REASON: cut})
+        return DigestRange(merged, cut)
+
+    def stats(self) -> DigesterStats:
+        return DigesterStats(
+            bytes=self.bytes,
+            max_bytes=self.max_bytes,
+            lines=self.lines,
+            buckets=len(self._digests),
+            keys=sum(len(s) for s in self._digests.values()),
+            pending=self._pending_events,
+            cut_lines=sum(self.cut.values()),
+            dropped=dict(self.dropped),
+        )
