@@ -97,12 +97,14 @@ def serve(
             "RCA_AUTH_JWT_SECRET (or RCA_AUTH_JWT_PUBLIC_KEY_FILE / RCA_AUTH_JWKS_FILE), or RCA_AUTH_REQUIRED=true "
             "and create API keys with `rca keys create`; see the README's Security section."
         )
+    from pipelines.notify.channels import build_channels
     from pipelines.runbooks import load_runbooks
     from pipelines.tls import check_api_certificate
 
     load_runbooks(settings.runbooks_dir)  # a bad runbook stops the start before anything runs
     try:
         check_api_certificate(settings)  # an expired or mismatched API certificate too
+        build_channels(settings)  # and a notification channel that cannot work (unreadable *_FILE, no HMAC key)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     with _status("starting PostgreSQL, Ray and the Serve application…") as update:

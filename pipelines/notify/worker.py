@@ -23,6 +23,7 @@ from pipelines.notify import outbox
 from pipelines.notify.channels import Channel, build_channels
 from pipelines.notify.delivery import Attempt, attempt, backoff_seconds, scrub
 from pipelines.settings import Settings
+from pipelines.tls import http_verify
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,8 @@ class DeliveryWorker:
         return cls(settings.database_url or "", channels, timeout_seconds=settings.notify_timeout_seconds,
                    backoff_seconds=settings.notify_backoff_seconds,
                    backoff_max_seconds=settings.notify_backoff_max_seconds,
-                   give_up_seconds=settings.notify_give_up_seconds, poll_seconds=settings.notify_poll_seconds)
+                   give_up_seconds=settings.notify_give_up_seconds, poll_seconds=settings.notify_poll_seconds,
+                   verify=http_verify(settings))
 
     async def _ready(self) -> tuple[asyncpg.Pool, httpx.AsyncClient]:
         if self._pool is None:

@@ -77,3 +77,17 @@ def test_serve_refuses_a_bad_runbook_before_starting_anything(tmp_path: Path, mo
     )
     assert done.returncode == 2
     assert "bad.yaml:7: steps.0.risk_level" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_serve_refuses_an_unreadable_notification_secret_file_before_starting_anything(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    missing = tmp_path / "slack-url"
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "serve", "--port", "8124"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "RCA_SLACK_WEBHOOK_URL_FILE": str(missing)},
+    )
+    assert done.returncode == 2
+    assert "RCA_SLACK_WEBHOOK_URL_FILE" in done.stderr and "Traceback" not in done.stderr
