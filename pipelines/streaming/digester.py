@@ -229,22 +229,24 @@ class Digester:
 
     # ---------------------------------------------------------------- queries
 
-    def _in_range(self, bucket: float, start: float, end: float) -> bool:
-        """A bucket belongs to the range that holds its middle: adjacent ranges never share one."""
+    def _in_range(self, bucket: float, start: float, end: float, through_end: bool) -> bool:
+        """A bucket belongs to the range that holds its middle, so adjacent ranges never share one;
+        ``through_end`` also takes the bucket ``end`` falls in (a window's end borders no range)."""
         middle = bucket + self.bucket_seconds / 2
-        return start <= middle < end
+        return start <= middle and (middle < end or (through_end and bucket < end))
 
-    def between(self, start: float, end: float) -> DigestRange:
-        """The merged digest of the buckets in ``[start, end)`` (to half a bucket) and the lines cut from them."""
+    def between(self, start: float, end: float, *, through_end: bool = False) -> DigestRange:
+        """The merged digest of the buckets in ``[start, end)`` (to half a bucket; ``through_end``: and
+        the whole bucket ``end`` falls in) and the lines the bound cut from them."""
         if self._pending_events:
             self.flush()
         parts = [
             digest
-            for bucket in sorted(b for b in self._digests if self._in_range(b, start, end))
+            for bucket in sorted(b for b in self._digests if self._in_range(b, start, end, through_end))
             for _, digest in sorted(self._digests[bucket].items())
         ]
         merged = Digest.merge_all(parts) if parts else Digest(bucket_seconds=self.bucket_seconds)
-        cut = sum(n for bucket, n in self.cut.items() if self._in_range(bucket, start, end))
+        cut = sum(n for bucket, n in self.cut.items() if self._in_range(bucket, start, end, through_end))
         if cut:
             merged.count_dropped({CUT_REASON: cut})
         return DigestRange(merged, cut)

@@ -407,7 +407,7 @@ class KafkaReader:
         reasons = []
         ranges = {}
         for label, (start, end) in (("window", (span.start, span.end)), ("baseline", span.baseline)):
-            ranges[label] = found = self.digester.between(start, end)
+            ranges[label] = found = self.digester.between(start, end, through_end=label == "window")
             reason = found.degraded_reason(label, self.digester.max_bytes)
             if reason:
                 reasons.append(reason)

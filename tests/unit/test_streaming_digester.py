@@ -62,6 +62,9 @@ def test_adjacent_ranges_share_no_bucket_and_miss_none() -> None:
     assert (baseline.digest.lines, window.digest.lines) == (60, 60)
     assert d.between(T0 + 56, T0 + 120).digest.lines == 60  # a bucket belongs to the range holding its middle
     assert d.between(T0 + 55, T0 + 120).digest.lines == 70
+    # a window's end borders no other range: it takes the bucket its end falls in (the lines just after the alert)
+    assert d.between(T0 + 60, T0 + 115).digest.lines == 50
+    assert d.between(T0 + 60, T0 + 115, through_end=True).digest.lines == 60
 
 
 def test_memory_bound_evicts_the_oldest_buckets_counts_the_lines_and_names_the_cut() -> None:
