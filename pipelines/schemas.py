@@ -25,6 +25,30 @@ from pydantic import (
 )
 
 from anomaly.digest import Digest
+from anomaly.pods import workload_of_pod
+
+#: labels that name a service, most specific first: a rule's own ``service``; the app labels of
+#: Kubernetes manifests, OTel and Prometheus' sanitised ``app.kubernetes.io/name``; the workload of
+#: kube-state-metrics and Istio series; then a pod (read as its workload) and a container. ``job``
+#: comes last: it names the scrape job (``kube-state-metrics``, ``kubernetes-pods``, Loki's
+#: ``<namespace>/<app>``), which is the service only when nothing more specific is there.
+SERVICE_LABELS = (
+    "service", "service_name", "app", "app_kubernetes_io_name", "app.kubernetes.io/name", "k8s_app",
+    "deployment", "statefulset", "daemonset", "workload", "destination_workload",
+)
+
+
+def service_from_labels(labels: dict[str, str]) -> str | None:
+    """The service a set of Prometheus, Alertmanager or Loki labels is about (``SERVICE_LABELS``)."""
+    for key in SERVICE_LABELS:
+        if labels.get(key):
+            return str(labels[key])
+    if labels.get("pod"):
+        return workload_of_pod(str(labels["pod"]))
+    for key in ("container", "job"):
+        if labels.get(key):
+            return str(labels[key])
+    return None
 
 MAX_SUMMARY_WORDS = 200
 
@@ -142,10 +166,7 @@ class Alert(BaseModel):
     @property
     def service(self) -> str | None:
         """The service the alert is about, from the labels Prometheus rules usually set."""
-        for key in ("service", "job", "app", "deployment", "container", "pod"):
-            if self.labels.get(key):
-                return self.labels[key]
-        return None
+        return service_from_labels(self.labels)
 
     def identity(self) -> str:
         """Alertmanager's fingerprint when given, otherwise a stable hash of name+labels."""

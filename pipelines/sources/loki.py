@@ -16,12 +16,11 @@ from typing import Any
 
 import httpx
 
-from pipelines.schemas import Alert, LogEvent
+from pipelines.schemas import Alert, LogEvent, service_from_labels
 from pipelines.sources.base import SourceResult, describe_error
 from pipelines.sources.prometheus import promql_string, unix_seconds
 from pipelines.tls import describe_tls_error
 
-SERVICE_LABELS = ("service", "service_name", "app", "job", "container")
 LEVEL_LABELS = ("level", "detected_level", "severity", "lvl")
 PAGE_LIMIT = 5000  # Loki's default max_entries_limit_per_query
 
@@ -147,7 +146,7 @@ def _parse_streams(data: Any) -> list[tuple[int, LogEvent]]:
     rows: list[tuple[int, LogEvent]] = []
     for stream in data.get("result") or []:
         labels = {str(k): str(v) for k, v in (stream.get("stream") or {}).items()}
-        service = next((labels[k] for k in SERVICE_LABELS if labels.get(k)), None)
+        service = service_from_labels(labels)
         level = next((labels[k] for k in LEVEL_LABELS if labels.get(k)), None)
         for value in stream.get("values") or []:
             ts_ns = int(value[0])

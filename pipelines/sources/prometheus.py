@@ -19,12 +19,10 @@ from typing import Any
 
 import httpx
 
-from pipelines.schemas import Alert, MetricSeries
+from pipelines.schemas import Alert, MetricSeries, service_from_labels
 from pipelines.sources.base import SourceResult, describe_error
 from pipelines.tls import describe_tls_error
 
-# Series labels that name the service a series belongs to, most specific first.
-SERVICE_LABELS = ("service", "job", "app", "container", "deployment")
 # Labels that tell two series of one service apart (replicas, hosts).
 INSTANCE_LABELS = ("pod", "instance", "node", "host")
 MAX_POINTS = 11_000  # Prometheus refuses range queries with more points per series
@@ -146,7 +144,7 @@ def _parse_matrix(data: Any, name: str, default_service: str) -> tuple[list[tupl
             points.append((float(ts), number))
         if not points:
             continue
-        service = next((str(labels[k]) for k in SERVICE_LABELS if labels.get(k)), default_service)
+        service = service_from_labels({str(k): str(v) for k, v in labels.items()}) or default_service
         instance = next((str(labels[k]) for k in INSTANCE_LABELS if labels.get(k)), "")
         out.append((MetricSeries(service=service, name=name, points=points), instance))
     return out, non_finite
