@@ -155,3 +155,10 @@ def test_evaluations_run_without_history() -> None:
     from pipelines.settings import Settings
 
     assert Settings().recall_history and not _eval_settings().recall_history
+
+
+def test_without_a_shared_service_or_template_a_past_incident_is_never_cited() -> None:
+    mine = signature_of(_analysis())
+    elsewhere = Signature(category=mine.category, services=["other"], templates=["<*> other"],
+                          evidence_kinds=mine.evidence_kinds)
+    assert likeness(mine, elsewhere).score == pytest.approx(0.4) < CITE_SIMILARITY
