@@ -161,4 +161,5 @@ def test_without_a_shared_service_or_template_a_past_incident_is_never_cited() -
     mine = signature_of(_analysis())
     elsewhere = Signature(category=mine.category, services=["other"], templates=["<*> other"],
                           evidence_kinds=mine.evidence_kinds)
-    assert likeness(mine, elsewhere).score == pytest.approx(0.4) < CITE_SIMILARITY
+    score = likeness(mine, elsewhere).score
+    assert score == pytest.approx(0.4) and score < CITE_SIMILARITY
