@@ -18,13 +18,12 @@ import jwt
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from anomaly import score_anomalies
-from pipelines.pipeline import AnalysisPipeline, digest_chunk
 from pipelines.reasoning.evidence import EvidenceReasoner
 from pipelines.reasoning.llm import LLMReasoner
 from pipelines.schemas import Alert, IncidentContext, Telemetry
 from pipelines.settings import Settings
 from pipelines.simulate import simulate
+from tests.support.local_pipeline import local_pipeline
 from tests.support.openai_standin import OpenAIStandin, respond_with
 
 
@@ -130,14 +129,6 @@ def _strings(value) -> list[str]:
     return []
 
 
-async def _summarize(chunk):
-    return digest_chunk(chunk)
-
-
-async def _score(window, baseline, metrics, baseline_metrics):
-    return score_anomalies(window, baseline, metrics=metrics, baseline_metrics=baseline_metrics)
-
-
 INCIDENT = simulate("db_pool_exhaustion", seed=3)
 
 
@@ -155,7 +146,7 @@ async def test_no_planted_secret_reaches_the_llm_or_the_analysis(positions: list
         config = Settings(openai_base_url=llm.base_url, openai_api_key="sk-test", openai_model="standin",
                           llm_max_attempts=1, llm_timeout_seconds=10)
         reasoner = LLMReasoner(config, fallback=EvidenceReasoner())
-        pipeline = AnalysisPipeline(_summarize, _score, reasoner.reason, chunk_lines=2000, min_chunks=2)
+        pipeline = local_pipeline(2000, reason=reasoner.reason, min_chunks=2)
         analysis = await pipeline.analyze("00000000-0000-0000-0000-000000000001", context)
         sent = "".join(r.body.decode("utf-8", "replace") for r in llm.requests)
     assert llm.requests, "the LLM stand-in was asked"

@@ -6,11 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
-from anomaly import score_anomalies
 from pipelines.incidents import IncidentService, repair_logs
-from pipelines.pipeline import AnalysisPipeline, digest_chunk
-from pipelines.reasoning.evidence import EvidenceReasoner
 from pipelines.schemas import Analysis, AnalyzeRequest, LogEvent
+from tests.support.local_pipeline import local_pipeline
 
 ALERT = {"name": "HighErrorRate", "severity": "critical", "timestamp": "2024-01-07T10:30:00Z",
          "labels": {"service": "checkout"}}
@@ -30,17 +28,8 @@ class MemoryStore:
         self.saved[incident_id] = analysis
 
 
-async def _summarize(chunk):
-    return digest_chunk(chunk)
-
-
-async def _score(window, baseline, metrics, baseline_metrics):
-    return score_anomalies(window, baseline, metrics=metrics, baseline_metrics=baseline_metrics)
-
-
 def _service(store: MemoryStore) -> IncidentService:
-    pipeline = AnalysisPipeline(_summarize, _score, EvidenceReasoner().reason, chunk_lines=1000)
-    return IncidentService(store, pipeline, context_window_seconds=300)  # type: ignore[arg-type]
+    return IncidentService(store, local_pipeline(), context_window_seconds=300)  # type: ignore[arg-type]
 
 
 async def test_a_requests_degraded_reasons_are_stored_on_its_analysis() -> None:
@@ -83,7 +72,7 @@ async def test_ingress_passes_the_context_wait_to_the_incident_service(monkeypat
     replica = user_class.__new__(user_class)
     user_class.__init__(replica, Settings(context_wait_seconds=42.5, database_url="postgresql://unused"), None, None, None)
 
-    async def connect(url: str):
+    async def connect(url: str, **options):
         return MemoryStore()
 
     monkeypatch.setattr(ingress.Store, "connect", connect)
