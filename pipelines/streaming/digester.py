@@ -33,13 +33,16 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from anomaly.digest import BUCKET_SECONDS, Digest, event_frame
 from pipelines.pipeline import SPAN_LABELS
 from pipelines.streaming.log_buffer import DROP_OVERSIZED, InvalidLogEvent, decode_log_event
+
+if TYPE_CHECKING:
+    from pipelines.settings import Settings
 
 BATCH_EVENTS = 100_000
 """Events mined together: large enough that the per-call cost of polars is small beside the lines."""
@@ -48,6 +51,12 @@ BATCH_BYTES = 32 * 1024 * 1024
 
 DROP_EXPIRED = "older_than_retention"
 CUT_REASON = "digest_bound"
+
+
+def history_seconds(settings: Settings) -> float:
+    """How far back digests are read and kept: an alert's window and its baseline (each the window
+    and the wait), and a minute for lines that arrive late."""
+    return 2 * (settings.context_window_seconds + settings.context_wait_seconds) + 60
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ from pydantic import ValidationError
 from pipelines import metrics
 from pipelines.context_window import ContextWindow
 from pipelines.streaming.dead_letters import DeadLetters
-from pipelines.streaming.digester import Digester
+from pipelines.streaming.digester import Digester, history_seconds
 from pipelines.streaming.log_buffer import LogBuffers
 from pipelines.streaming.offsets import PartitionProgress
 from pipelines.streaming.otlp import InvalidSpanBatch, decode_spans
@@ -594,11 +594,6 @@ async def _stop_quietly(client: Any, timeout_seconds: float = 10.0) -> None:
 def _short(error: BaseException) -> str:
     text = str(error).replace("\n", " ")
     return text if len(text) <= 500 else text[:497] + "..."
-
-
-def history_seconds(settings: Settings) -> float:
-    """How far back the reader reads and keeps: two context windows (an alert's and its baseline), the wait, a minute."""
-    return 2 * settings.context_window_seconds + settings.context_wait_seconds + 60
 
 
 def reader_name(app_name: str) -> str:

@@ -1,0 +1,185 @@
+"""One member of the digesters' consumer group: the ``rca.logs`` partitions Kafka gives it, mined on arrival.
+
+Why a consumer group
+    One reader that assigns every partition must mine every line of the cluster. Lines are
+    keyed by service, so a partition holds whole services, and digests of different
+    partitions merge exactly: members of one group (``<RCA_KAFKA_GROUP_ID>-digesters``) share
+    the partitions, and an alert's context is the merge of every member's range
+    (:meth:`DigesterMember.between`).
+
+Rebuild on rebalance, nothing counted twice
+    Each partition has its own :class:`~pipelines.streaming.digester.Digester`. Offsets are
+    never committed: on assignment a member seeks the partition to the first record of the
+    history an alert can ask for (two windows and the wait, by record time) and rebuilds its
+    buckets from there; on revocation it drops that partition's digests. So a partition that
+    moves (a member stopped, crashed or joined) is mined again, once, by its new owner.
+
+The ``range`` assignor gives partition *i* of every subscribed topic to the same member, so a
+member that also subscribes ``rca.spans`` (same partition count, keyed by service) sees a
+service's lines and spans together. Pure asyncio and aiokafka: a Ray actor can host it, tests run it as is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+from anomaly.digest import Digest
+from pipelines.settings import Settings
+from pipelines.streaming.dead_letters import DeadLetters
+from pipelines.streaming.digester import DigestRange, Digester, history_seconds
+from pipelines.streaming.producer import Publisher
+from pipelines.streaming.retry import backoff_seconds
+from pipelines.streaming.topics import TopicNames, ensure_topics
+
+logger = logging.getLogger(__name__)
+
+FETCH_RECORDS = 20_000
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, member: DigesterMember) -> None:
+        self._member = member
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._member.forget(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._member.rebuild(set(assigned))
+
+
+class DigesterMember:
+    """Consumes its share of ``rca.logs`` in the digesters' group into one Digester per partition."""
+
+    def __init__(self, settings: Settings, *, client_id: str = "rca-digester", clock: Callable[[], float] = time.time) -> None:
+        if not settings.kafka_bootstrap:
+            raise ValueError("RCA_KAFKA_BOOTSTRAP is not set: a digester needs a broker")
+        self.settings = settings
+        self.bootstrap: str = settings.kafka_bootstrap
+        self.topics = TopicNames.from_settings(settings)
+        self.group_id = f"{settings.kafka_group_id}-digesters"
+        self.client_id = client_id
+        self._clock = clock
+        self.digesters: dict[TopicPartition, Digester] = {}
+        self.dead_letters = DeadLetters(Publisher(self.bootstrap, partitions=None, topics=self.topics), self.topics.dlq)
+        self.consumed = 0
+        self.rebuilds = 0
+        self._partitions = settings.kafka_partitions
+        self._consumer: AIOKafkaConsumer | None = None
+        self._positions: dict[TopicPartition, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Join the group (once; later calls do nothing); partitions arrive with the first rebalance."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"{self.client_id}-loop")
+
+    async def stop(self) -> None:
+        """Leave the group (its partitions move to the other members at once) and forget every digest."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+        await self.dead_letters.stop()
+        self.digesters.clear()
+
+    async def _connect(self) -> AIOKafkaConsumer:
+        attempt = 0
+        while True:
+            try:
+                found = await ensure_topics(self.bootstrap, self.settings.kafka_partitions, self.topics)
+                self._partitions = found.partitions.get(self.topics.logs, self._partitions)
+                consumer = AIOKafkaConsumer(
+                    bootstrap_servers=self.bootstrap, group_id=self.group_id, client_id=self.client_id,
+                    enable_auto_commit=False, partition_assignment_strategy=(RangePartitionAssignor,),
+                    fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=4 * 1024 * 1024,
+                    session_timeout_ms=10_000, heartbeat_interval_ms=1_000, check_crcs=False,
+                )
+                self._consumer = consumer
+                consumer.subscribe([self.topics.logs], listener=_Rebalance(self))
+                await consumer.start()
+                return consumer
+            except Exception as error:  # noqa: BLE001 - a broker that is down is waited for
+                if self._consumer is not None:
+                    await self._consumer.stop()
+                    self._consumer = None
+                logger.warning("digester %s cannot join %s at %s: %s", self.client_id, self.group_id, self.bootstrap, error)
+                await asyncio.sleep(backoff_seconds(attempt))
+                attempt += 1
+
+    async def _run(self) -> None:
+        consumer = await self._connect()
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=FETCH_RECORDS)
+            if not batches:
+                for digester in self.digesters.values():
+                    digester.flush()
+            for tp, records in batches.items():
+                digester = self.digesters.get(tp)
+                if digester is None:  # revoked while the batch was on its way
+                    continue
+                self.consumed += len(records)
+                if records:
+                    self._positions[tp] = records[-1].offset + 1
+                for record, error in digester.ingest(records):
+                    await self.dead_letters.send(record, error.reason, error.detail)
+
+    async def rebuild(self, assigned: set[TopicPartition]) -> None:
+        """Start each newly assigned partition afresh at the first record of the history an alert can ask for."""
+        consumer = self._consumer
+        fresh = [tp for tp in assigned if tp not in self.digesters]
+        if consumer is None or not fresh:
+            return
+        share = max(1, self.settings.digest_max_bytes // max(1, self._partitions))
+        for tp in fresh:
+            self.digesters[tp] = Digester(
+                max_bytes=share, retention_seconds=history_seconds(self.settings),
+                max_event_bytes=self.settings.max_line_bytes, clock=self._clock,
+            )
+        since = int((self._clock() - history_seconds(self.settings)) * 1000)
+        found = await consumer.offsets_for_times({tp: since for tp in fresh})
+        ends = await consumer.end_offsets(fresh)
+        for tp in fresh:
+            where = found.get(tp)
+            self._positions[tp] = ends[tp] if where is None else where.offset
+            consumer.seek(tp, self._positions[tp])
+        self.rebuilds += len(fresh)
+
+    def forget(self, revoked: set[TopicPartition]) -> None:
+        """Drop the digests of partitions that move to another member (it rebuilds them)."""
+        for tp in revoked:
+            self.digesters.pop(tp, None)
+            self._positions.pop(tp, None)
+
+    def caught_up(self) -> bool:
+        """Has every assigned partition been read to its end as last fetched?"""
+        consumer = self._consumer
+        if consumer is None or not self.digesters:
+            return False
+        for tp in self.digesters:
+            end, position = consumer.highwater(tp), self._positions.get(tp)
+            if end is None or position is None or position < end:
+                return False
+        return True
+
+    def between(self, start: float, end: float, *, through_end: bool = False) -> DigestRange:
+        """This member's share of a range: its partitions' digests merged, and what their bounds cut."""
+        parts = [digester.between(start, end, through_end=through_end) for _, digester in sorted(self.digesters.items())]
+        if not parts:
+            return DigestRange(Digest(), 0)
+        return DigestRange(Digest.merge_all([p.digest for p in parts]), sum(p.cut_lines for p in parts))
+
+
+def merge_ranges(ranges: list[DigestRange]) -> DigestRange:
+    """Every member's share of one range, merged: the range's context."""
+    if not ranges:
+        return DigestRange(Digest(), 0)
+    return DigestRange(Digest.merge_all([r.digest for r in ranges]), sum(r.cut_lines for r in ranges))
