@@ -106,9 +106,9 @@ async def _consume(settings: Settings, expected: int, lag_from: float | None) ->
     first: float | None = None
     cpu_first = 0.0
     try:
-        while reader.counts["logs_consumed"] < expected:
+        while reader.digests.consumed < expected:
             await asyncio.sleep(0.02)
-            if first is None and reader._logs is not None:  # noqa: SLF001 - connected and positioned
+            if first is None and reader.digests.digesters:  # joined, partitions assigned and positioned
                 first = time.perf_counter()
                 cpu_first = time.process_time()
             if lag_from is not None and time.time() >= lag_from and first is not None:
@@ -116,8 +116,9 @@ async def _consume(settings: Settings, expected: int, lag_from: float | None) ->
         end = time.perf_counter()
         cpu = time.process_time() - cpu_first
         end_wall = time.time()
-        reader.digester.flush()
-        stats = reader.digester.stats()
+        for digester in reader.digests.digesters.values():
+            digester.flush()
+        stats = reader.digests.stats()
     finally:
         await reader.stop()
     return {"first": first, "end": end, "cpu": cpu, "end_wall": end_wall, "lags": lags, "digest_lines": stats.lines,

@@ -14,7 +14,7 @@ import asyncio
 import functools
 import logging
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
 
 import asyncpg
@@ -39,6 +39,7 @@ from pipelines.feedback import FeedbackError, recall
 from pipelines.incidents import IncidentService
 from pipelines.notify.outbox import NotificationDelivery, Outbox
 from pipelines.notify.worker import DeliveryWorker
+from pipelines.history import HistoryJob
 from pipelines.pipeline import AnalysisPipeline, Chunk
 from pipelines.reasoning.base import Evidence, Verdict
 from pipelines.schemas import (
@@ -218,6 +219,11 @@ class Ingress:
         self._notifier = DeliveryWorker.from_settings(settings)
         if self._notifier is not None:
             self._notifier.start()
+        # history upkeep (README "History"): partitions ahead and archival, a daily task of this replica
+        self._history_job = HistoryJob(self._history_pass, settings.history_job_seconds) \
+            if settings.history_job_seconds else None
+        if self._history_job is not None:
+            self._history_job.start()
         BodySizeLimit.limit = settings.max_body_bytes
         RateLimit.limiter = RateLimiter(settings.rate_limit_per_minute)
         RateLimit.trusted = parse_networks(settings.trusted_proxies)
@@ -233,6 +239,9 @@ class Ingress:
         notifier = getattr(self, "_notifier", None)
         if notifier is not None:
             notifier.cancel()
+        history_job = getattr(self, "_history_job", None)
+        if history_job is not None:
+            history_job.cancel()
 
     # ---------------------------------------------------------------- stage adapters
 
@@ -255,7 +264,8 @@ class Ingress:
             if self._service is None:
                 try:
                     self._store = await Store.connect(self._settings.database_url or "",
-                                                outbox=Outbox.from_settings(self._settings))
+                                                outbox=Outbox.from_settings(self._settings),
+                                                read_url=self._settings.database_read_url)
                 except Exception as exc:
                     raise ServiceUnavailable(f"database unavailable: {exc}") from exc
                 sources = build_sources(self._settings)
@@ -269,6 +279,11 @@ class Ingress:
                     recall=functools.partial(recall, self._store) if self._settings.recall_history else None,
                 )
         return self._service
+
+    async def _history_pass(self) -> None:
+        store = await self._store_ready()
+        await store.ensure_partitions()
+        await store.archive(self._settings.retention_days)
 
     async def _store_ready(self) -> Store:
         await self._incidents()
@@ -434,9 +449,12 @@ class Ingress:
         status: Annotated[str | None, Query(pattern="^(open|resolved)$")] = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        include_archived: Annotated[bool, Query(description="also incidents resolved more than "
+                                                "RCA_RETENTION_DAYS ago (archived)")] = False,
     ) -> IncidentPage:
         store = await self._store_ready()
         return await store.list_incidents(
+            include_archived=include_archived,
             page=page,
             page_size=page_size,
             category=classification,
@@ -498,9 +516,12 @@ class Ingress:
         return await store.similar(incident_id, limit=limit)
 
     @api.get("/api/stats", response_model=Stats, tags=["incidents"], dependencies=VIEWER, responses=AUTH_RESPONSES)
-    async def stats(self) -> Stats:
+    async def stats(
+        self, days: Annotated[int | None, Query(ge=1, le=36_500, description="only incidents started in the last N days")]
+        = None,
+    ) -> Stats:
         store = await self._store_ready()
-        return await store.stats()
+        return await store.stats(since=datetime.now(timezone.utc) - timedelta(days=days) if days else None)
 
     # ---------------------------------------------------------------- admin: audit trail and API keys
 

@@ -33,6 +33,8 @@ keys_app = typer.Typer(help="API keys (stored hashed in PostgreSQL): create, lis
 app.add_typer(keys_app, name="keys")
 runbooks_app = typer.Typer(help="Runbooks: the team's own remediation, tried before the built-in playbooks.", no_args_is_help=True)
 app.add_typer(runbooks_app, name="runbooks")
+db_app = typer.Typer(help="Incident history in PostgreSQL: archival of old resolved incidents.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -243,6 +245,31 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         table.add_row(k.key_id, k.name, k.role.value, f"{k.created_at:%Y-%m-%d %H:%M}", k.created_by,
                       f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "-")
     out.print(table)
+
+
+@db_app.command("archive")
+def db_archive(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only count what would be archived")] = False,
+    retention_days: Annotated[int | None, typer.Option(help="override RCA_RETENTION_DAYS (default 90)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Move incidents resolved more than RCA_RETENTION_DAYS ago to the archive (the list skips them
+    unless include_archived=true; their detail still answers). The audit log is never archived."""
+    days = _settings(retention_days=retention_days).retention_days
+
+    async def archive(store: Any) -> Any:
+        with _status("archiving", quiet=as_json) as update:
+            return await store.archive(days, dry_run=dry_run, audit=_cli_actor(), progress=lambda p: update(
+                f"{'would archive' if p.dry_run else 'archived'} {p.moved if not p.dry_run else p.due:,}"
+                f" of {p.due:,} incidents resolved more than {days} days ago"))
+
+    result = _with_store(archive)
+    if as_json:
+        print(json.dumps({"dry_run": result.dry_run, "due": result.due, "moved": result.moved, "retention_days": days}))
+    elif result.dry_run:
+        out.print(f"{result.due:,} incidents resolved more than {days} days ago would be archived (dry run).")
+    else:
+        out.print(f"{result.moved:,} incidents resolved more than {days} days ago archived.")
 
 
 @app.command()

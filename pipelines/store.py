@@ -21,7 +21,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -29,6 +29,7 @@ from pydantic import TypeAdapter
 
 from pipelines import audit as audit_trail
 from pipelines import feedback as feedback_rules
+from pipelines import history
 from pipelines.audit import AuditContext, AuditEntry, AuditPage, AuditRecord
 from pipelines.auth import ApiKey, Role, StoredKey
 from pipelines.notify.outbox import NotificationDelivery, Outbox, incident_deliveries
@@ -140,43 +141,58 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _pool(database_url: str, setting: str, min_size: int, max_size: int) -> asyncpg.Pool:
+    """A connection pool without session state (PgBouncer-friendly); a refused certificate says so."""
+    try:
+        return await asyncpg.create_pool(
+            database_url,
+            min_size=min_size,
+            max_size=max_size,
+            statement_cache_size=0,
+            init=_init_connection,
+            timeout=10,
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # sslmode=verify-full&sslrootcert=<CA file> in the URL: a refused certificate says so, by hop
+        parts = urlsplit(database_url)
+        refused = describe_tls_error("PostgreSQL", f"{parts.hostname}:{parts.port or 5432}", exc)
+        if refused:
+            raise DatabaseUnavailable(f"{refused} (sslrootcert= in {setting} names the CA)") from exc
+        raise
+
+
 class Store:
     """The one place that reads and writes the database."""
 
     def __init__(
-        self, pool: asyncpg.Pool, group_window: timedelta = DEFAULT_GROUP_WINDOW, outbox: Outbox | None = None
+        self, pool: asyncpg.Pool, group_window: timedelta = DEFAULT_GROUP_WINDOW, outbox: Outbox | None = None,
+        read_pool: asyncpg.Pool | None = None,
     ) -> None:
         self._pool = pool
+        # list, detail, stats and similar reads (RCA_DATABASE_READ_URL, a replica); writes stay on the primary
+        self._read_pool = read_pool or pool
         self._group_window = group_window
         self._outbox = outbox  # notifications queued in the analysis' and the resolve's transactions
 
     @classmethod
     async def connect(
         cls, database_url: str, *, min_size: int = 1, max_size: int = 5, group_window: timedelta = DEFAULT_GROUP_WINDOW,
-        outbox: Outbox | None = None,
+        outbox: Outbox | None = None, read_url: str | None = None,
     ) -> "Store":
-        """Connect, apply pending migrations, and return a ready store."""
-        try:
-            pool = await asyncpg.create_pool(
-                database_url,
-                min_size=min_size,
-                max_size=max_size,
-                statement_cache_size=0,
-                init=_init_connection,
-                timeout=10,
-            )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            # sslmode=verify-full&sslrootcert=<CA file> in the URL: a refused certificate says so, by hop
-            parts = urlsplit(database_url)
-            refused = describe_tls_error("PostgreSQL", f"{parts.hostname}:{parts.port or 5432}", exc)
-            if refused:
-                raise DatabaseUnavailable(f"{refused} (sslrootcert= in RCA_DATABASE_URL names the CA)") from exc
-            raise
-        store = cls(pool, group_window, outbox)
+        """Connect, apply pending migrations, and return a ready store.
+
+        ``read_url`` (RCA_DATABASE_READ_URL): a read replica for the list, detail, stats and
+        similar reads; never migrated or written through.
+        """
+        pool = await _pool(database_url, "RCA_DATABASE_URL", min_size, max_size)
+        read_pool = await _pool(read_url, "RCA_DATABASE_READ_URL", min_size, max_size) if read_url else None
+        store = cls(pool, group_window, outbox, read_pool)
         await store.migrate()
         return store
 
     async def close(self) -> None:
+        if self._read_pool is not self._pool:
+            await self._read_pool.close()
         await self._pool.close()
 
     async def migrate(self) -> None:
@@ -192,6 +208,7 @@ class Store:
                     await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
                     log.info("applied migration %s", name)
             await sign_unsigned_analyses(conn)
+            await history.ensure_partitions(conn)
 
     async def ping(self) -> bool:
         async with self._pool.acquire() as conn:
@@ -242,6 +259,8 @@ class Store:
             created = joined is None
             incident_id = uuid.uuid4() if created else joined
             if created:
+                await conn.execute("INSERT INTO incident_keys (id, started_at) VALUES ($1, $2)", incident_id,
+                                   alert.timestamp)
                 await conn.execute(
                     "INSERT INTO incidents (id, fingerprint, alert_name, service, severity, started_at, alert)"
                     " VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -254,7 +273,8 @@ class Store:
                     payload,
                 )
             await conn.execute(
-                "INSERT INTO alerts (incident_id, fingerprint, starts_at, status, payload) VALUES ($1, $2, $3, 'firing', $4)",
+                "INSERT INTO alerts (incident_id, incident_started_at, fingerprint, starts_at, status, payload)"
+                f" VALUES ($1, {_STARTED_OF_1}, $2, $3, 'firing', $4)",
                 incident_id,
                 fingerprint,
                 alert.timestamp,
@@ -278,8 +298,9 @@ class Store:
             if incident_id is None:
                 return None
             await conn.execute(
-                "INSERT INTO alerts (incident_id, fingerprint, starts_at, status, payload) VALUES ($1, $2, $3, 'resolved', $4)"
-                " ON CONFLICT (fingerprint, starts_at, status) DO NOTHING",
+                "INSERT INTO alerts (incident_id, incident_started_at, fingerprint, starts_at, status, payload)"
+                f" VALUES ($1, {_STARTED_OF_1}, $2, $3, 'resolved', $4)"
+                " ON CONFLICT (fingerprint, starts_at, status, incident_started_at) DO NOTHING",
                 incident_id,
                 fingerprint,
                 alert.timestamp,
@@ -309,9 +330,9 @@ class Store:
         body = pg_safe(analysis.model_dump(mode="json"))
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                "INSERT INTO analyses (incident_id, reasoner, category, confidence, degraded, duration_seconds,"
-                " top_service, top_cause, summary, hypotheses, remediation, body, signature)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                "INSERT INTO analyses (incident_id, incident_started_at, reasoner, category, confidence, degraded,"
+                " duration_seconds, top_service, top_cause, summary, hypotheses, remediation, body, signature)"
+                f" VALUES ($1, {_STARTED_OF_1}, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 _parse_uuid(incident_id),
                 analysis.reasoner,
                 analysis.classification.category.value,
@@ -444,7 +465,18 @@ class Store:
     # ------------------------------------------------------------ reads
 
     async def get_incident(self, incident_id: str) -> Incident:
+        """The incident, live or archived, read from the replica when there is one.
+
+        Read-your-write: an incident the replica does not have yet (replay behind) is read from
+        the primary, so whoever just created it finds it.
+        """
         key = _parse_uuid(incident_id)
+        async with self._read_pool.acquire() as conn:
+            try:
+                return await self._get(conn, key)
+            except IncidentNotFound:
+                if self._read_pool is self._pool:
+                    raise
         async with self._pool.acquire() as conn:
             return await self._get(conn, key)
 
@@ -472,7 +504,9 @@ class Store:
         status: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        include_archived: bool = False,
     ) -> IncidentPage:
+        """Newest first, from the replica when there is one; archived incidents only if ``include_archived``."""
         where, args = [], []
         for column, value in (
             ("category", category.value if category else None),
@@ -490,10 +524,12 @@ class Store:
             args.append(until)
             where.append(f"i.started_at < ${len(args)}")
         clause = ("WHERE " + " AND ".join(where)) if where else ""
-        async with self._pool.acquire() as conn:
-            total = await conn.fetchval(f"SELECT count(*) FROM incidents i {clause}", *args)
+        source = _ALL_INCIDENTS if include_archived else "incidents"
+        select = _EVERY_INCIDENT_SELECT if include_archived else _INCIDENT_SELECT
+        async with self._read_pool.acquire() as conn:
+            total = await conn.fetchval(f"SELECT count(*) FROM {source} i {clause}", *args)
             rows = await conn.fetch(
-                f"{_INCIDENT_SELECT} {clause} ORDER BY i.started_at DESC, i.id"
+                f"{select} {clause} ORDER BY i.started_at DESC, i.id"
                 f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
                 *args,
                 page_size,
@@ -501,16 +537,23 @@ class Store:
             )
         return IncidentPage(items=[_incident(r) for r in rows], page=page, page_size=page_size, total=total)
 
-    async def stats(self) -> Stats:
-        async with self._pool.acquire() as conn:
-            total = await conn.fetchval("SELECT count(*) FROM incidents")
+    async def stats(self, since: datetime | None = None) -> Stats:
+        """Counts and analysis latency of the live incidents started since ``since`` (all when None)."""
+        # the start bound is on the partition key of incidents and analyses: only those months are read
+        started = "started_at >= $1" if since is not None else "$1::timestamptz IS NULL"
+        analyses_started = "incident_started_at >= $1" if since is not None else "$1::timestamptz IS NULL"
+        async with self._read_pool.acquire() as conn:
+            total = await conn.fetchval(f"SELECT count(*) FROM incidents WHERE {started}", since)
             by_category = await conn.fetch(
-                "SELECT COALESCE(category, 'unclassified') AS k, count(*) AS n FROM incidents GROUP BY 1"
+                f"SELECT COALESCE(category, 'unclassified') AS k, count(*) AS n FROM incidents WHERE {started} GROUP BY 1",
+                since,
             )
-            by_severity = await conn.fetch("SELECT severity AS k, count(*) AS n FROM incidents GROUP BY 1")
+            by_severity = await conn.fetch(
+                f"SELECT severity AS k, count(*) AS n FROM incidents WHERE {started} GROUP BY 1", since)
             latency = await conn.fetchrow(
                 "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_seconds) AS p50,"
                 " percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_seconds) AS p95 FROM analyses"
+                f" WHERE {analyses_started}", since,
             )
             accuracy = await conn.fetch(_ACCURACY)
             per_hour = await conn.fetch(
@@ -539,7 +582,7 @@ class Store:
         who = audit or audit_trail.current()
         notes, _ = redact_value(body.notes)
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM incidents WHERE id = $1)", key):
+            if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM incident_keys WHERE id = $1)", key):
                 raise IncidentNotFound(incident_id)
             latest = await conn.fetchrow(
                 "SELECT id, hypotheses FROM analyses WHERE incident_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1", key)
@@ -570,7 +613,7 @@ class Store:
         IncidentNotFound for an unknown incident; an incident without an analysis has none.
         """
         key = _parse_uuid(incident_id)
-        async with self._pool.acquire() as conn:
+        async with self._read_pool.acquire() as conn:
             await self._get(conn, key)
             signature = await conn.fetchval(
                 "SELECT signature FROM analyses WHERE incident_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1", key)
@@ -588,7 +631,7 @@ class Store:
     async def _ranked(self, signature: Signature, *, exclude: uuid.UUID | None, minimum: float, limit: int,
                       confirmed_only: bool) -> list[SimilarIncident]:
         """Rank the latest :data:`SIMILAR_CANDIDATES` signed incidents (most recent first on ties)."""
-        async with self._pool.acquire() as conn:
+        async with self._read_pool.acquire() as conn:
             rows = await conn.fetch(_SIMILAR_CANDIDATES, exclude, confirmed_only, SIMILAR_CANDIDATES)
         by_id = {r["id"]: r for r in rows}
         ranked = rank_similar(signature, [(r["id"], Signature.model_validate(r["signature"])) for r in rows],
@@ -596,10 +639,48 @@ class Store:
         return [_similar(by_id[key], like) for key, like in ranked]
 
     async def _get(self, conn: asyncpg.Connection, incident_id: uuid.UUID) -> Incident:
+        """The incident by id: live, else archived (the detail still finds an archived incident)."""
         row = await conn.fetchrow(f"{_INCIDENT_SELECT} WHERE i.id = $1", incident_id)
+        if row is None:
+            row = await conn.fetchrow(f"{_ARCHIVED_SELECT} WHERE i.id = $1", incident_id)
         if row is None:
             raise IncidentNotFound(str(incident_id))
         return _incident(row)
+
+    # ------------------------------------------------------------ history (pipelines/history.py)
+
+    async def ensure_partitions(self) -> int:
+        """Create the coming months' partitions; how many tables were made."""
+        async with self._pool.acquire() as conn:
+            return await history.ensure_partitions(conn)
+
+    async def archive(
+        self, retention_days: int, *, dry_run: bool = False, batch: int = history.ARCHIVE_BATCH,
+        progress: Callable[[history.ArchiveProgress], None] | None = None, audit: AuditContext | None = None,
+    ) -> history.ArchiveProgress:
+        """Move incidents resolved more than ``retention_days`` ago to the archive, batch by batch.
+
+        ``dry_run`` only counts them. A run that moved any appends one audit row (``history.archive``);
+        the audit log itself is never moved or changed.
+        """
+        cutoff = history.retention_cutoff(retention_days)
+        async with self._pool.acquire() as conn:
+            due = await history.count_due(conn, cutoff)
+        state = history.ArchiveProgress(moved=0, due=due, dry_run=dry_run)
+        if progress:
+            progress(state)
+        while not dry_run:
+            async with self._pool.acquire() as conn, conn.transaction():
+                moved = await history.archive_batch(conn, cutoff, batch)
+            if moved == 0:
+                break
+            state = history.ArchiveProgress(moved=state.moved + moved, due=max(due, state.moved + moved), dry_run=False)
+            if progress:
+                progress(state)
+        if state.moved:
+            await self.append_audit(audit_trail.entry("history.archive", context=audit or audit_trail.current(), detail={
+                "moved": state.moved, "retention_days": retention_days, "resolved_before": cutoff.isoformat()}))
+        return state
 
 
 #: how many of the latest analyzed incidents a similarity search compares, in Python (bench/similarity.py)
@@ -610,6 +691,7 @@ _SIMILAR_CANDIDATES = (
     " to_jsonb(f.*) AS feedback"
     " FROM incidents i"
     " JOIN LATERAL (SELECT category, top_cause, signature FROM analyses WHERE incident_id = i.id"
+    "  AND incident_started_at = i.started_at"
     "  ORDER BY created_at DESC, id DESC LIMIT 1) a ON a.signature IS NOT NULL"
     " LEFT JOIN LATERAL (SELECT * FROM feedback WHERE incident_id = i.id ORDER BY created_at DESC, id DESC LIMIT 1) f"
     " ON true WHERE i.id IS DISTINCT FROM $1 AND (NOT $2 OR f.id IS NOT NULL)"
@@ -666,9 +748,24 @@ def _similar(row: Any, like: Likeness) -> SimilarIncident:
         same_category=like.same_category, feedback=feedback)
 
 
+#: the partition key of a new alert or analysis: its incident's start ($1 is the incident id)
+_STARTED_OF_1 = "(SELECT started_at FROM incident_keys WHERE id = $1)"
+#: an incident with its latest analysis; the start bound reads only the incident's month of analyses
 _INCIDENT_SELECT = (
     "SELECT i.*, a.body AS analysis FROM incidents i LEFT JOIN LATERAL"
-    " (SELECT body FROM analyses WHERE incident_id = i.id ORDER BY created_at DESC, id DESC LIMIT 1) a ON true"
+    " (SELECT body FROM analyses WHERE incident_id = i.id AND incident_started_at = i.started_at"
+    " ORDER BY created_at DESC, id DESC LIMIT 1) a ON true"
+)
+_ARCHIVED_SELECT = (
+    "SELECT i.*, a.body AS analysis FROM incidents_archive i LEFT JOIN LATERAL"
+    " (SELECT body FROM analyses_archive WHERE incident_id = i.id ORDER BY created_at DESC, id DESC LIMIT 1) a ON true"
+)
+_ALL_INCIDENTS = "(SELECT * FROM incidents UNION ALL SELECT * FROM incidents_archive)"
+_EVERY_INCIDENT_SELECT = (
+    f"SELECT i.*, a.body AS analysis FROM {_ALL_INCIDENTS} i LEFT JOIN LATERAL"
+    " (SELECT body, created_at, id FROM analyses WHERE incident_id = i.id AND incident_started_at = i.started_at"
+    "  UNION ALL SELECT body, created_at, id FROM analyses_archive WHERE incident_id = i.id"
+    "  ORDER BY created_at DESC, id DESC LIMIT 1) a ON true"
 )
 
 

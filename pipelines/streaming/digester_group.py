@@ -28,11 +28,12 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError
 
 from anomaly.digest import Digest
 from pipelines.settings import Settings
 from pipelines.streaming.dead_letters import DeadLetters
-from pipelines.streaming.digester import DigestRange, Digester, history_seconds
+from pipelines.streaming.digester import DigesterStats, DigestRange, Digester, history_seconds
 from pipelines.streaming.producer import Publisher
 from pipelines.streaming.retry import backoff_seconds
 from pipelines.streaming.topics import TopicNames, ensure_topics
@@ -56,7 +57,11 @@ class _Rebalance(ConsumerRebalanceListener):
 class DigesterMember:
     """Consumes its share of ``rca.logs`` in the digesters' group into one Digester per partition."""
 
-    def __init__(self, settings: Settings, *, client_id: str = "rca-digester", clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, settings: Settings, *, client_id: str = "rca-digester", clock: Callable[[], float] = time.time,
+        dead_letters: DeadLetters | None = None,
+    ) -> None:
+        """``dead_letters``: its host's (shared, left running on stop); else a publisher of its own."""
         if not settings.kafka_bootstrap:
             raise ValueError("RCA_KAFKA_BOOTSTRAP is not set: a digester needs a broker")
         self.settings = settings
@@ -66,7 +71,10 @@ class DigesterMember:
         self.client_id = client_id
         self._clock = clock
         self.digesters: dict[TopicPartition, Digester] = {}
-        self.dead_letters = DeadLetters(Publisher(self.bootstrap, partitions=None, topics=self.topics), self.topics.dlq)
+        self._owns_dead_letters = dead_letters is None
+        self.dead_letters = dead_letters or DeadLetters(
+            Publisher(self.bootstrap, partitions=None, topics=self.topics), self.topics.dlq
+        )
         self.consumed = 0
         self.rebuilds = 0
         self._partitions = settings.kafka_partitions
@@ -75,9 +83,9 @@ class DigesterMember:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Join the group (once; later calls do nothing); partitions arrive with the first rebalance."""
+        """Run :meth:`run` in a task of its own (once; later calls do nothing)."""
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"{self.client_id}-loop")
+            self._task = asyncio.create_task(self.run(), name=f"{self.client_id}-loop")
 
     async def stop(self) -> None:
         """Leave the group (its partitions move to the other members at once) and forget every digest."""
@@ -85,11 +93,8 @@ class DigesterMember:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
-        await self.dead_letters.stop()
-        self.digesters.clear()
+        if self._owns_dead_letters:
+            await self.dead_letters.stop()
 
     async def _connect(self) -> AIOKafkaConsumer:
         attempt = 0
@@ -115,22 +120,33 @@ class DigesterMember:
                 await asyncio.sleep(backoff_seconds(attempt))
                 attempt += 1
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """Join the group and mine what it assigns until cancelled; on the way out leave the group and
+        forget every digest (whoever gets the partitions next rebuilds them)."""
         consumer = await self._connect()
-        while True:
-            batches = await consumer.getmany(timeout_ms=200, max_records=FETCH_RECORDS)
-            if not batches:
-                for digester in self.digesters.values():
-                    digester.flush()
-            for tp, records in batches.items():
-                digester = self.digesters.get(tp)
-                if digester is None:  # revoked while the batch was on its way
-                    continue
-                self.consumed += len(records)
-                if records:
-                    self._positions[tp] = records[-1].offset + 1
-                for record, error in digester.ingest(records):
-                    await self.dead_letters.send(record, error.reason, error.detail)
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=200, max_records=FETCH_RECORDS)
+                if not batches:  # idle: mine what is pending now rather than when an alert asks
+                    for digester in self.digesters.values():
+                        digester.flush()
+                for tp, records in batches.items():
+                    digester = self.digesters.get(tp)
+                    if digester is None:  # revoked while the batch was on its way
+                        continue
+                    self.consumed += len(records)
+                    if records:
+                        self._positions[tp] = records[-1].offset + 1
+                    for record, error in digester.ingest(records):
+                        await self.dead_letters.send(record, error.reason, error.detail)
+        finally:
+            self._consumer = None
+            self.digesters.clear()
+            self._positions.clear()
+            try:
+                await asyncio.wait_for(consumer.stop(), 10.0)
+            except (asyncio.TimeoutError, OSError, KafkaError) as error:
+                logger.warning("digester %s did not leave the group cleanly: %s", self.client_id, error)
 
     async def rebuild(self, assigned: set[TopicPartition]) -> None:
         """Start each newly assigned partition afresh at the first record of the history an alert can ask for."""
@@ -158,6 +174,32 @@ class DigesterMember:
         for tp in revoked:
             self.digesters.pop(tp, None)
             self._positions.pop(tp, None)
+
+    def lag(self) -> dict[str, int]:
+        """Records behind the end of each assigned partition (``topic/partition`` -> count), as last fetched."""
+        consumer, lags = self._consumer, {}
+        for tp in list(self.digesters) if consumer is not None else []:
+            end, position = consumer.highwater(tp), self._positions.get(tp)  # type: ignore[union-attr]
+            if end is not None and position is not None:
+                lags[f"{tp.topic}/{tp.partition}"] = max(0, end - position)
+        return lags
+
+    def dropped(self) -> dict[str, int]:
+        """What the digests left out, by reason, over the partitions held."""
+        out: dict[str, int] = {}
+        for digester in self.digesters.values():
+            for reason, n in digester.dropped.items():
+                out[reason] = out.get(reason, 0) + n
+        return out
+
+    def stats(self) -> DigesterStats:
+        """The partitions' digesters summed."""
+        parts = [d.stats() for d in self.digesters.values()]
+        return DigesterStats(
+            bytes=sum(p.bytes for p in parts), max_bytes=self.settings.digest_max_bytes,
+            lines=sum(p.lines for p in parts), buckets=sum(p.buckets for p in parts), keys=sum(p.keys for p in parts),
+            pending=sum(p.pending for p in parts), cut_lines=sum(p.cut_lines for p in parts), dropped=self.dropped(),
+        )
 
     def caught_up(self) -> bool:
         """Has every assigned partition been read to its end as last fetched?"""

@@ -1,14 +1,14 @@
 """The Kafka reader: alerts from ``rca.alerts`` become stored incidents, with logs from ``rca.logs``
 and trace spans from ``rca.spans`` as context.
 
-One class, :class:`KafkaReader`, two loops:
+One class, :class:`KafkaReader`, and its loops:
 
-* **logs** - every partition of ``rca.logs`` and ``rca.spans`` is *assigned* (no consumer
-  group yet: this reader needs every service's lines), starting at the records of the last two
-  context windows, so a restarted reader rebuilds its digests from Kafka: an alert's context
-  is its window, and its baseline the window before. Log events are mined on arrival into
-  per-(service, time bucket) digests (:class:`~pipelines.streaming.digester.Digester`), never
-  held as raw lines; span batches (OTLP/JSON from an OpenTelemetry Collector,
+* **logs** - ``rca.logs`` is read by the reader's :class:`~pipelines.streaming.digester_group.DigesterMember`
+  in the digesters' consumer group (alone, it is given every partition), which mines lines on
+  arrival into per-(service, time bucket) digests, never holding raw lines, and rebuilds a
+  partition it is given from the last two context windows in Kafka: an alert's context is its
+  window, and its baseline the window before. ``rca.spans`` is *assigned* (every partition) from
+  the same two windows back; span batches (OTLP/JSON from an OpenTelemetry Collector,
   :mod:`pipelines.streaming.otlp`) are decoded and each span kept, raw, in a
   :class:`~pipelines.streaming.log_buffer.LogBuffers` (the traces signal reads every span of
   the window, and spans are far fewer than lines). Bad ones go to ``rca.dlq``.
@@ -52,7 +52,8 @@ from pydantic import ValidationError
 from pipelines import metrics
 from pipelines.context_window import ContextWindow
 from pipelines.streaming.dead_letters import DeadLetters
-from pipelines.streaming.digester import Digester, history_seconds
+from pipelines.streaming.digester import history_seconds
+from pipelines.streaming.digester_group import DigesterMember
 from pipelines.streaming.log_buffer import LogBuffers
 from pipelines.streaming.offsets import PartitionProgress
 from pipelines.streaming.otlp import InvalidSpanBatch, decode_spans
@@ -115,10 +116,6 @@ class KafkaReader:
         self.app_name = app_name
         self.client_id = client_id
         self._process = process
-        self.digester = Digester(
-            max_bytes=settings.digest_max_bytes, retention_seconds=history_seconds(settings),
-            max_event_bytes=settings.max_line_bytes,
-        )
         self.spans = LogBuffers(settings.span_buffer_max_bytes, max_event_bytes=settings.max_line_bytes)
         self.max_inflight = settings.max_inflight_analyses
         self.max_pending = max_pending or max(16, 16 * settings.max_inflight_analyses)
@@ -127,14 +124,14 @@ class KafkaReader:
         self._progress: dict[TopicPartition, PartitionProgress] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._alerts: AIOKafkaConsumer | None = None
-        self._logs: AIOKafkaConsumer | None = None
+        self._spans_consumer: AIOKafkaConsumer | None = None
         self.dead_letters = DeadLetters(
             Publisher(self.bootstrap, partitions=None, topics=self.topics), self.topics.dlq
         )
+        self.digests = DigesterMember(settings, client_id=f"{client_id}-digester", dead_letters=self.dead_letters)
         self._stopping = False
-        self._log_positions: dict[TopicPartition, int] = {}
+        self._span_positions: dict[TopicPartition, int] = {}
         self.counts: dict[str, int] = {
-            "logs_consumed": 0,
             "spans_consumed": 0,
             "alerts_consumed": 0,
             "alerts_processed": 0,
@@ -155,7 +152,8 @@ class KafkaReader:
             self._stopping = False
             self.state = "starting"
             self._tasks = [
-                asyncio.create_task(self._supervise("logs", self._run_logs), name="rca-kafka-logs"),
+                asyncio.create_task(self._supervise("digests", self.digests.run), name="rca-kafka-digests"),
+                asyncio.create_task(self._supervise("spans", self._run_spans), name="rca-kafka-spans"),
                 asyncio.create_task(self._supervise("alerts", self._run_alerts), name="rca-kafka-alerts"),
                 asyncio.create_task(self._record_metrics_periodically(), name="rca-kafka-metrics"),
             ]
@@ -169,10 +167,10 @@ class KafkaReader:
         await asyncio.gather(*self._tasks, *self._pending_tasks, return_exceptions=True)
         self._tasks = []
         self._pending_tasks.clear()
-        for client in (self._alerts, self._logs):
+        for client in (self._alerts, self._spans_consumer):
             if client is not None:
                 await _stop_quietly(client)
-        self._alerts = self._logs = None
+        self._alerts = self._spans_consumer = None
         await self.dead_letters.stop()
         self.state = "stopped"
 
@@ -188,7 +186,7 @@ class KafkaReader:
             except Exception as error:  # noqa: BLE001 - the reader must outlive any one failure
                 self.last_error = f"{name} loop: {type(error).__name__}: {_short(error)}"
                 logger.exception("Kafka reader %s loop failed; restarting it", name)
-                client = self._logs if name == "logs" else self._alerts
+                client = {"spans": self._spans_consumer, "alerts": self._alerts}.get(name)
                 if client is not None:
                     await _stop_quietly(client)
                 await asyncio.sleep(backoff_seconds(attempt))
@@ -213,22 +211,19 @@ class KafkaReader:
         await self.dead_letters.send(record, reason, detail)
         self.last_error = self.dead_letters.last_error or self.last_error
 
-    # ---------------------------------------------------------------- logs
+    # ---------------------------------------------------------------- spans
 
-    async def _start_logs_consumer(self) -> AIOKafkaConsumer:
+    async def _start_spans_consumer(self) -> AIOKafkaConsumer:
         async def connect() -> AIOKafkaConsumer:
             found = await ensure_topics(self.bootstrap, self.settings.kafka_partitions, self.topics)
-            assigned = []
-            for topic in (self.topics.logs, self.topics.spans):
-                count = found.partitions.get(topic, 0)
-                if count < 1:
-                    raise KafkaUnavailable(f"topic {topic} has no partitions")
-                assigned += [TopicPartition(topic, p) for p in range(count)]
+            count = found.partitions.get(self.topics.spans, 0)
+            if count < 1:
+                raise KafkaUnavailable(f"topic {self.topics.spans} has no partitions")
+            assigned = [TopicPartition(self.topics.spans, p) for p in range(count)]
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                client_id=f"{self.client_id}-logs", fetch_max_bytes=16 * 1024 * 1024,
-                max_partition_fetch_bytes=4 * 1024 * 1024,
-                check_crcs=False,  # the hot path: the broker checked them on produce (~10% of consume time)
+                client_id=f"{self.client_id}-spans", fetch_max_bytes=16 * 1024 * 1024,
+                max_partition_fetch_bytes=4 * 1024 * 1024, check_crcs=False,
             )
             try:
                 await consumer.start()
@@ -239,7 +234,7 @@ class KafkaReader:
                 raise
             return consumer
 
-        return await self._connect("the log consumer", connect)
+        return await self._connect("the span consumer", connect)
 
     async def _seek_to_window(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
         """Start at the records of the last two context windows: a restarted reader gets its context
@@ -250,24 +245,16 @@ class KafkaReader:
         for tp in partitions:
             where = found.get(tp)
             consumer.seek(tp, ends[tp] if where is None else min(where.offset, ends[tp]))
-            self._log_positions[tp] = ends[tp] if where is None else where.offset
+            self._span_positions[tp] = ends[tp] if where is None else where.offset
 
-    async def _run_logs(self) -> None:
-        consumer = self._logs = await self._start_logs_consumer()
-        ingest = self.digester.ingest
-        positions = self._log_positions
-        spans_topic = self.topics.spans
+    async def _run_spans(self) -> None:
+        consumer = self._spans_consumer = await self._start_spans_consumer()
+        positions = self._span_positions
         while not self._stopping:
             batches = await consumer.getmany(timeout_ms=200, max_records=LOGS_FETCH_RECORDS)
-            if not batches:  # idle: mine what is pending now rather than when an alert asks
-                self.digester.flush()
             for tp, records in batches.items():
-                if tp.topic == spans_topic:
-                    bad = self._ingest_spans(records)
-                    self.counts["spans_consumed"] += len(records)
-                else:
-                    bad = ingest(records)
-                    self.counts["logs_consumed"] += len(records)
+                bad = self._ingest_spans(records)
+                self.counts["spans_consumed"] += len(records)
                 if records:
                     positions[tp] = records[-1].offset + 1
                 for record, error in bad:
@@ -382,16 +369,18 @@ class KafkaReader:
         if delay > 0:
             await asyncio.sleep(min(delay, wait))
         deadline = _now() + max(wait, 1.0)
-        while self._logs_behind() and _now() < deadline:
+        while self._context_behind() and _now() < deadline:
             await asyncio.sleep(0.05)
 
-    def _logs_behind(self) -> bool:
-        consumer = self._logs
-        if consumer is None or not self._log_positions:
+    def _context_behind(self) -> bool:
+        """Are the digests or the spans not yet read to the ends of their partitions, as last fetched?"""
+        if not self.digests.caught_up():
+            return True
+        consumer = self._spans_consumer
+        if consumer is None or not self._span_positions:
             return True
         for tp in consumer.assignment():
-            end = consumer.highwater(tp)
-            position = self._log_positions.get(tp)
+            end, position = consumer.highwater(tp), self._span_positions.get(tp)
             if end is None or position is None or position < end:
                 return True
         return False
@@ -407,8 +396,8 @@ class KafkaReader:
         reasons = []
         ranges = {}
         for label, (start, end) in (("window", (span.start, span.end)), ("baseline", span.baseline)):
-            ranges[label] = found = self.digester.between(start, end, through_end=label == "window")
-            reason = found.degraded_reason(label, self.digester.max_bytes)
+            ranges[label] = found = self.digests.between(start, end, through_end=label == "window")
+            reason = found.degraded_reason(label, self.settings.digest_max_bytes)
             if reason:
                 reasons.append(reason)
         return IncidentContext(
@@ -510,16 +499,16 @@ class KafkaReader:
         """Messages behind the end of each partition (``topic/partition`` -> count), as last fetched.
 
         A query: it writes no gauge (:meth:`record_metrics` does)."""
-        lags: dict[str, int] = {}
-        for consumer, topic in ((self._logs, self.topics.logs), (self._alerts, self.topics.alerts)):
+        lags: dict[str, int] = self.digests.lag()
+        for consumer, topic in ((self._spans_consumer, self.topics.spans), (self._alerts, self.topics.alerts)):
             if consumer is None:
                 continue
             for tp in consumer.assignment():
                 end = consumer.highwater(tp)
                 if end is None:
                     continue
-                if topic == self.topics.logs:
-                    position = self._log_positions.get(tp)
+                if topic == self.topics.spans:
+                    position = self._span_positions.get(tp)
                 else:
                     progress = self._progress.get(tp)
                     position = progress.next_offset if progress else None
@@ -533,7 +522,7 @@ class KafkaReader:
             for key, value in self.lag().items():
                 topic, partition = key.rsplit("/", 1)
                 metrics.set_kafka_lag(topic, int(partition), value)
-            dropped = dict(self.digester.dropped)
+            dropped = self.digests.dropped()
             new = {reason: count - self._dropped_recorded.get(reason, 0) for reason, count in dropped.items()}
             metrics.count_lines(0, {reason: count for reason, count in new.items() if count > 0})
             self._dropped_recorded = dropped
@@ -551,11 +540,12 @@ class KafkaReader:
         A query: it starts nothing (an actor that Ray restarted is started by :meth:`start`,
         which the ingress calls before it asks).
         """
-        digests = self.digester.stats()
+        digests = self.digests.stats()
         spans = self.spans.stats()
         return {
             "state": self.state,
             "bootstrap": self.bootstrap,
+            "logs_consumed": self.digests.consumed,
             **self.counts,
             "dlq": dict(self.dead_letters.counts),
             "dropped": dict(digests.dropped),
@@ -565,6 +555,7 @@ class KafkaReader:
             "digest_lines": digests.lines,
             "digest_buckets": digests.buckets,
             "digest_pending": digests.pending,
+            "digest_partitions": len(self.digests.digesters),
             "span_buffer_bytes": spans.bytes,
             "span_buffer_spans": spans.events,
             "spans_dropped": dict(spans.dropped),

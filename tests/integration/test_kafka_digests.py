@@ -93,10 +93,10 @@ async def test_a_reader_stopped_while_lines_flow_is_rebuilt_from_kafka_and_count
         for batch in range(0, total, 250):
             await logs.publish([line(i, start + timedelta(seconds=i * 50 / total)) for i in range(batch, batch + 250)])
             if batch == 1000:
-                await eventually(lambda: first.counts["logs_consumed"] > 0, "the first reader consuming")
+                await eventually(lambda: first.digests.consumed > 0, "the first reader consuming")
                 await first.stop()  # gone mid-stream, as a killed actor; its digests with it
                 await second.start()
-        await eventually(lambda: second.counts["logs_consumed"] == total, "the new reader read every line again")
+        await eventually(lambda: second.digests.consumed == total, "the new reader read every line again")
         context = await alert_context(settings, contexts, datetime.now(timezone.utc), "fp-rebuilt")
         assert context.window_digest is not None
         assert context.window_digest.lines == total
@@ -136,7 +136,7 @@ async def test_broker_restart_while_lines_flow_counts_every_record_once(private_
     await reader.start()
     try:
         shipping = asyncio.create_task(ship())
-        await eventually(lambda: reader.counts["logs_consumed"] >= 500, "lines flowing before the restart")
+        await eventually(lambda: reader.digests.consumed >= 500, "lines flowing before the restart")
         await asyncio.to_thread(private_broker.stop)
         await asyncio.sleep(2)
         await asyncio.to_thread(private_broker.start)
@@ -144,11 +144,11 @@ async def test_broker_restart_while_lines_flow_counts_every_record_once(private_
         held = await records_in(bootstrap, topics)
         assert refused > 0, "the broker restarted after the lines stopped flowing: nothing was tested"
         assert held >= sent == 3000  # a retried batch may be written twice; none is missing
-        await eventually(lambda: reader.counts["logs_consumed"] == held, "the reader caught up after the restart",
+        await eventually(lambda: reader.digests.consumed == held, "the reader caught up after the restart",
                          within=120)
         context = await alert_context(settings, contexts, datetime.now(timezone.utc), "fp-restart")
         assert context.window_digest is not None and context.window_digest.lines == held
-        assert reader.digester.dropped == {}
+        assert reader.digests.dropped() == {}
     finally:
         await reader.stop()
         await logs.stop()

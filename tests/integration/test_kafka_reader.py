@@ -178,7 +178,7 @@ async def test_poison_messages_go_to_the_dlq_and_the_next_good_message_is_proces
         assert reasons == ["invalid", "invalid", "undecodable"]
         assert {record.value for record in dead} == {b"\xff\x00 not json", b'{"name": "no time"}', b"[1, 2, 3]"}
         assert all(dict(record.headers)["rca-dlq-detail"] for record in dead)
-        await eventually(lambda: reader.digester.stats().lines == 1, "the good log event mined")
+        await eventually(lambda: reader.digests.stats().lines == 1, "the good log event mined")
         stats = await reader.stats()
         assert stats["dlq"] == {"undecodable": 1, "invalid": 2}
         assert stats["state"] == "running"
@@ -199,13 +199,13 @@ async def test_the_reader_records_its_lag_and_buffer_drops_without_being_asked(k
             oversized = json.dumps({"message": "x" * 2000, "service": "svc"}).encode()
             await raw.publish_records(topics.logs, [(b"svc", oversized), (b"svc", b'{"message": "fine", "service": "svc"}')])
             dropped = ("rca_log_lines_dropped_total", "inc", 1.0, {"reason": "oversized"})
-            await eventually(lambda: dropped in calls, "the oversized event counted as dropped", within=30)
+            await eventually(lambda: dropped in calls, "the oversized event counted as dropped", within=90)
 
             def caught_up() -> set[str]:
                 return {tags["partition"] for name, _, value, tags in calls
                         if name == "rca_kafka_consumer_lag_messages" and tags["topic"] == topics.logs and value == 0}
 
-            await eventually(lambda: caught_up() == {"0", "1", "2"}, "every log partition's lag recorded as 0", within=30)
+            await eventually(lambda: caught_up() == {"0", "1", "2"}, "every log partition's lag recorded as 0", within=90)
             reader.record_metrics()  # a drop is counted once, not again at every report
             assert [c for c in calls if c[0] == "rca_log_lines_dropped_total"] == [dropped]
         finally:
