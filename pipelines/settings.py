@@ -17,6 +17,8 @@ from pipelines.notify.routing import NotifyRoute
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 ALL_INTERFACES = ("0.0.0.0", "::")
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 
 DEFAULT_PROMETHEUS_QUERIES: dict[str, str] = {
     "cpu_usage_percent": 'sum(rate(container_cpu_usage_seconds_total{{container="{service}"}}[1m])) * 100',
@@ -37,7 +39,8 @@ DEFAULT_PROMETHEUS_QUERIES: dict[str, str] = {
 class Settings(BaseSettings):
     """Configuration of the analyzer; see the README's configuration table."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True,
+                                      hide_input_in_errors=True)  # the input holds secrets
 
     # --- reasoning
     openai_api_key: str | None = Field(default=None, validation_alias="OPENAI_API_KEY")
@@ -63,12 +66,6 @@ class Settings(BaseSettings):
 
     # --- storage
     database_url: str | None = Field(default=None, validation_alias="RCA_DATABASE_URL")
-    # a streaming replica for list, detail, stats and similar reads (README "History: partitions, archival, read replica")
-    database_read_url: str | None = Field(default=None, validation_alias="RCA_DATABASE_READ_URL")
-    # incidents resolved longer ago than this move to the archive (the daily history job, `rca db archive`)
-    retention_days: int = Field(default=90, ge=1, le=36_500, validation_alias="RCA_RETENTION_DAYS")
-    # the ingress' history job (partitions ahead, archival) runs this often; 0: never (rca db archive only)
-    history_job_seconds: float = Field(default=86_400.0, ge=0, validation_alias="RCA_HISTORY_JOB_SECONDS")
 
     # --- streaming
     kafka_bootstrap: str | None = Field(default=None, validation_alias="RCA_KAFKA_BOOTSTRAP")
@@ -82,6 +79,17 @@ class Settings(BaseSettings):
     span_buffer_max_bytes: int = Field(default=128 * 1024 * 1024, ge=1024, validation_alias="RCA_SPAN_BUFFER_MAX_BYTES")
     context_wait_seconds: float = Field(default=DEFAULT_AFTER_SECONDS, ge=0, validation_alias="RCA_CONTEXT_WAIT_SECONDS")
     max_inflight_analyses: int = Field(default=8, ge=1, validation_alias="RCA_MAX_INFLIGHT_ANALYSES")
+    # Kafka over TLS (README "Security" > "TLS", pipelines/tls.kafka_client_options): SSL, or SASL_SSL with
+    # SCRAM; never SASL_PLAINTEXT (credentials in clear). The CA is RCA_KAFKA_CA_FILE, else RCA_CA_FILE,
+    # else the system store; a client certificate is optional.
+    kafka_security_protocol: str = Field(default="PLAINTEXT", validation_alias="RCA_KAFKA_SECURITY_PROTOCOL")
+    kafka_ca_file: FilePath | None = Field(default=None, validation_alias="RCA_KAFKA_CA_FILE")
+    kafka_cert_file: FilePath | None = Field(default=None, validation_alias="RCA_KAFKA_CERT_FILE")
+    kafka_key_file: FilePath | None = Field(default=None, validation_alias="RCA_KAFKA_KEY_FILE")
+    kafka_sasl_mechanism: str = Field(default="SCRAM-SHA-512", validation_alias="RCA_KAFKA_SASL_MECHANISM")
+    kafka_sasl_username: str | None = Field(default=None, validation_alias="RCA_KAFKA_SASL_USERNAME")
+    kafka_sasl_password: SecretStr | None = Field(default=None, validation_alias="RCA_KAFKA_SASL_PASSWORD")
+    kafka_sasl_password_file: Path | None = Field(default=None, validation_alias="RCA_KAFKA_SASL_PASSWORD_FILE")
 
     # --- context sources
     prometheus_url: str | None = Field(default=None, validation_alias="RCA_PROMETHEUS_URL")
@@ -165,6 +173,53 @@ class Settings(BaseSettings):
                 f"RCA_METRICS_HOST={value!r}: Ray's metrics agent listens either on loopback (127.0.0.1) or on "
                 "every interface (0.0.0.0), never on one chosen interface; pick one and firewall the port")
         return value
+
+    @field_validator("kafka_security_protocol")
+    @classmethod
+    def _kafka_protocol(cls, value: str) -> str:
+        protocol = value.strip().upper()
+        if protocol == "SASL_PLAINTEXT":
+            raise ValueError(
+                "RCA_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT sends the SASL credentials and every record in clear; "
+                "use SASL_SSL")
+        if protocol not in KAFKA_SECURITY_PROTOCOLS:
+            raise ValueError(
+                f"RCA_KAFKA_SECURITY_PROTOCOL={value!r}: expected one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}")
+        return protocol
+
+    @field_validator("kafka_sasl_mechanism")
+    @classmethod
+    def _kafka_mechanism(cls, value: str) -> str:
+        mechanism = value.strip().upper()
+        if mechanism not in KAFKA_SASL_MECHANISMS:
+            raise ValueError(
+                f"RCA_KAFKA_SASL_MECHANISM={value!r}: expected one of {', '.join(KAFKA_SASL_MECHANISMS)}")
+        return mechanism
+
+    @model_validator(mode="after")
+    def _kafka_tls(self) -> "Settings":
+        """Refuse Kafka TLS or SASL settings that the chosen protocol would silently ignore, or lacks."""
+        protocol = self.kafka_security_protocol
+        if bool(self.kafka_cert_file) != bool(self.kafka_key_file):
+            given, missing = (("RCA_KAFKA_CERT_FILE", "RCA_KAFKA_KEY_FILE") if self.kafka_cert_file
+                              else ("RCA_KAFKA_KEY_FILE", "RCA_KAFKA_CERT_FILE"))
+            raise ValueError(f"{given} is set but {missing} is not: a Kafka client certificate needs both")
+        if protocol == "PLAINTEXT" and (self.kafka_ca_file or self.kafka_cert_file):
+            raise ValueError(
+                "RCA_KAFKA_CA_FILE or RCA_KAFKA_CERT_FILE is set but RCA_KAFKA_SECURITY_PROTOCOL is PLAINTEXT: "
+                "set it to SSL or SASL_SSL to use TLS to Kafka")
+        has_sasl = bool(self.kafka_sasl_username or self.kafka_sasl_password or self.kafka_sasl_password_file)
+        if protocol != "SASL_SSL" and has_sasl:
+            raise ValueError(
+                f"RCA_KAFKA_SASL_USERNAME/RCA_KAFKA_SASL_PASSWORD are set but RCA_KAFKA_SECURITY_PROTOCOL is {protocol}: "
+                "SASL credentials are used with SASL_SSL only")
+        if protocol == "SASL_SSL":
+            if not self.kafka_sasl_username:
+                raise ValueError("RCA_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs RCA_KAFKA_SASL_USERNAME")
+            if self.kafka_sasl_password is None and self.kafka_sasl_password_file is None:
+                raise ValueError(
+                    "RCA_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs RCA_KAFKA_SASL_PASSWORD or RCA_KAFKA_SASL_PASSWORD_FILE")
+        return self
 
     @model_validator(mode="after")
     def _tls_pairs(self) -> "Settings":

@@ -1,4 +1,4 @@
-"""TLS on every hop but Kafka: the API's HTTPS, the CA that outgoing HTTPS trusts, and errors that name the hop.
+"""TLS on every hop: the API's HTTPS, Kafka's SSL/SASL_SSL, the CA that outgoing HTTPS trusts, and errors that name the hop.
 
 One place builds each piece so every caller gets the same behaviour:
 
@@ -13,6 +13,11 @@ One place builds each piece so every caller gets the same behaviour:
   "TLS to <hop> at <where> failed: <why>", so an expired or untrusted certificate is never
   reported as a bare "connection error".
 
+Kafka: :func:`kafka_client_options` is the security half of every aiokafka client's keyword
+arguments (``SSL`` or ``SASL_SSL`` with SCRAM, from ``RCA_KAFKA_*``); aiokafka logs and swallows
+the reason a bootstrap failed, so :func:`kafka_connect_problem` connects once more, alone, to say
+which broker refused and why (TLS or SASL).
+
 PostgreSQL needs nothing here: asyncpg reads ``sslmode=verify-full&sslrootcert=<CA file>`` from
 ``RCA_DATABASE_URL`` itself; the store only wraps its errors with :func:`describe_tls_error`.
 """
@@ -24,9 +29,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 import httpx
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
 from cryptography import x509
 
-from pipelines.settings import Settings
+from pipelines.settings import Settings, secret_value
 
 # Serve's proxy runs this (an import path in RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH) in its
 # own process before it starts uvicorn; see require_client_certificates.
@@ -138,3 +146,66 @@ def describe_tls_error(hop: str, where: str, exc: BaseException) -> str | None:
         why = f"the handshake failed: {failure.reason or failure}"
     return f"TLS to {hop} at {where} failed: {why}"
 
+
+
+def kafka_client_options(settings: Settings) -> dict[str, Any]:
+    """The security keyword arguments of every aiokafka client (producer, consumers, admin).
+
+    ``PLAINTEXT`` gives ``{"security_protocol": "PLAINTEXT"}``. ``SSL`` and ``SASL_SSL`` add an
+    ``ssl_context`` from aiokafka's helper, which always verifies the broker's chain and host name,
+    trusting ``RCA_KAFKA_CA_FILE``, else ``RCA_CA_FILE``, else the system store, and presenting
+    ``RCA_KAFKA_CERT_FILE``/``RCA_KAFKA_KEY_FILE`` when set. ``SASL_SSL`` adds the SCRAM mechanism
+    and credentials (the password from ``RCA_KAFKA_SASL_PASSWORD`` or its ``_FILE``). A file that
+    cannot be used is a ``ValueError`` naming its variable, never the password.
+    """
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol == "PLAINTEXT":
+        return options
+    ca_name, ca_file = (("RCA_KAFKA_CA_FILE", settings.kafka_ca_file) if settings.kafka_ca_file
+                        else ("RCA_CA_FILE", settings.ca_file))
+    try:
+        context = create_ssl_context(cafile=str(ca_file) if ca_file else None)
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"{ca_name}={ca_file}: not a readable PEM CA bundle for Kafka ({exc})") from exc
+    if settings.kafka_cert_file and settings.kafka_key_file:
+        try:
+            context.load_cert_chain(settings.kafka_cert_file, settings.kafka_key_file)
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(
+                f"RCA_KAFKA_CERT_FILE={settings.kafka_cert_file} with RCA_KAFKA_KEY_FILE={settings.kafka_key_file} "
+                f"cannot be used ({exc}); the key must be the certificate's, both in PEM") from exc
+    options["ssl_context"] = context
+    if protocol == "SASL_SSL":
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = secret_value(
+            settings.kafka_sasl_password, settings.kafka_sasl_password_file, "RCA_KAFKA_SASL_PASSWORD")
+    return options
+
+
+async def kafka_connect_problem(bootstrap: str, options: dict[str, Any], timeout_seconds: float = 10.0) -> str | None:
+    """Why a client with ``options`` cannot connect to the brokers of ``bootstrap``, or None when one accepts it.
+
+    aiokafka reports a failed bootstrap as "Unable to bootstrap from [...]" and only logs the
+    cause. This opens one connection per bootstrap address with the same options (TLS handshake,
+    then SASL) and returns the first refusal as "TLS to Kafka at host:port failed: ..." or
+    "SASL authentication to Kafka at host:port as <user> (<mechanism>) failed: ...". Plain
+    connection errors (nothing listening) are left to the caller's own message.
+    """
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        where = f"{host}:{port}"
+        try:
+            connection = await create_conn(host, int(port), request_timeout_ms=int(timeout_seconds * 1000), **options)
+        except (OSError, KafkaError, TimeoutError) as exc:
+            described = describe_tls_error("Kafka", where, exc)
+            if described:
+                return described
+            if isinstance(exc, KafkaError) and options.get("sasl_mechanism"):
+                return (f"SASL authentication to Kafka at {where} as {options.get('sasl_plain_username')} "
+                        f"({options['sasl_mechanism']}) failed: {exc}")
+            continue
+        connection.close()
+        return None
+    return None
