@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from anomaly import AnomalyReport, Digest, LogRecord, MetricFrame, ScoredItem, digest_lines, summarize
 from anomaly.engine import batches
-from pipelines import metrics
+from pipelines import citations, metrics
 from pipelines.reasoning.base import Evidence, Verdict
 from pipelines.reasoning.redaction import redact_analysis
 from pipelines.schemas import (
@@ -170,6 +170,10 @@ class AnalysisPipeline:
         )
         verdict = await self._reason(evidence)
         timings["reason"] = time.perf_counter() - t
+        # in the Analysis' order (it sorts by confidence), so evidence references index what is stored
+        hypotheses = sorted(verdict.hypotheses[:3], key=lambda h: h.confidence, reverse=True)
+        cited = citations.cite(hypotheses, window, baseline_digest, window_metrics, baseline_metrics,
+                               evidence.spans, evidence.baseline_spans)
         timings["total"] = time.perf_counter() - started
 
         degraded_reasons = [*context.degraded_reasons, *verdict.degraded_reasons]
@@ -183,7 +187,7 @@ class AnalysisPipeline:
             incident_id=incident_id,
             summary=summary,
             classification=verdict.classification,
-            hypotheses=verdict.hypotheses[:3],
+            hypotheses=hypotheses,
             remediation=verdict.remediation,
             anomalies=[_anomaly(item) for item in flagged[:MAX_ANOMALIES_ON_ANALYSIS]],
             reasoner=verdict.reasoner,
@@ -200,6 +204,10 @@ class AnalysisPipeline:
                 redactions=verdict.redactions,
             ),
             llm_usage=verdict.llm_usage,
+            cited=cited,
+            onset=citations.onset(cited),
+            window_range=citations.time_range(window),
+            baseline_range=citations.time_range(baseline_digest),
         ))
 
 

@@ -437,6 +437,72 @@ class Anomaly(BaseModel):
     evidence: list[str] = Field(default_factory=list)
 
 
+class EvidenceRef(BaseModel):
+    """Which evidence item cites something: 0-based indexes into ``hypotheses`` and its ``evidence``."""
+
+    hypothesis: int = Field(ge=0)
+    evidence: int = Field(ge=0)
+
+
+class CitedTemplate(BaseModel):
+    """A log template an evidence item quotes, with its lines, so a reader can check the quote."""
+
+    template_id: str
+    text: str = Field(description="the template as mined, placeholders as <*>")
+    services: dict[str, int] = Field(default_factory=dict, description="service -> lines in the window")
+    count: int = Field(ge=0, description="lines in the window")
+    baseline_count: int | None = Field(default=None, description="lines in the baseline; None: no baseline read")
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    onset: datetime | None = Field(default=None, description="where its rate rose (a change point), if it did")
+    levels: dict[str, int] = Field(default_factory=dict)
+    exception_types: dict[str, int] = Field(default_factory=dict)
+    exemplars: list[str] = Field(default_factory=list, description="a few of its lines, cut short")
+    cited_by: list[EvidenceRef] = Field(default_factory=list)
+
+
+class CitedMetric(BaseModel):
+    """A metric series of the window an evidence item names, with its numbers."""
+
+    name: str
+    service: str
+    points: int = Field(ge=0, description="points in the window")
+    peak: float | None = None
+    peak_at: datetime | None = None
+    median: float | None = None
+    baseline_median: float | None = None
+    cited_by: list[EvidenceRef] = Field(default_factory=list)
+
+
+class CitedOperation(BaseModel):
+    """A span operation of the window an evidence item names, with its spans' figures."""
+
+    service: str
+    operation: str
+    spans: int = Field(ge=0)
+    errors: int = Field(ge=0)
+    median_ms: float | None = None
+    baseline_spans: int = 0
+    baseline_median_ms: float | None = None
+    cited_by: list[EvidenceRef] = Field(default_factory=list)
+
+
+class Citations(BaseModel):
+    """What the hypotheses' evidence cites, stored with the analysis (``pipelines/citations.py``)."""
+
+    templates: list[CitedTemplate] = Field(default_factory=list)
+    metrics: list[CitedMetric] = Field(default_factory=list)
+    operations: list[CitedOperation] = Field(default_factory=list)
+
+
+class TimeRange(BaseModel):
+    """A stretch of time that was read, and how many log lines it held."""
+
+    start: datetime
+    end: datetime
+    lines: int = Field(ge=0)
+
+
 class Analysis(BaseModel):
     """The answer to one incident: the contract of DESIGN.md."""
 
@@ -452,6 +518,10 @@ class Analysis(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict, description="seconds per stage")
     stats: AnalysisStats = Field(default_factory=AnalysisStats)
     llm_usage: LLMUsage | None = None
+    cited: Citations = Field(default_factory=Citations, description="what the evidence cites: templates, metrics, operations")
+    onset: datetime | None = Field(default=None, description="earliest change point the top hypothesis' cited templates show")
+    window_range: TimeRange | None = Field(default=None, description="the logs read for the incident")
+    baseline_range: TimeRange | None = Field(default=None, description="the baseline logs compared against")
     created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
 
     @field_validator("summary")

@@ -36,6 +36,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from pydantic import ValidationError
 
 from deployments import auth as api_auth
+from deployments.ui.citations import links as citation_links
+from deployments.ui.citations import readable
 from deployments.ui.timeline import build_timeline
 from pipelines import metrics
 from pipelines.auth import AuthError, Forbidden, Principal, Role
@@ -70,6 +72,8 @@ templates = Environment(
 )
 templates.filters["when"] = lambda d: d.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if d else ""
 templates.filters["pct"] = lambda v: f"{100 * float(v):.0f} %"
+templates.filters["readable"] = readable
+templates.filters["num"] = lambda v: "-" if v is None else f"{float(v):.4g}"
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -262,7 +266,8 @@ async def ui_incident(request: Request, incident_id: str) -> Response:
     similar = await store.similar(incident.id, limit=SIMILAR_ON_PAGE)
     feedback = await store.list_feedback(incident.id)
     return render("incident.html", principal=principal, incident=incident, analysis=incident.analysis,
-                  timeline=build_timeline(incident), similar=similar, feedback=feedback[0] if feedback else None,
+                  timeline=build_timeline(incident), similar=similar,
+                  links=citation_links(incident.analysis) if incident.analysis else {}, feedback=feedback[0] if feedback else None,
                   feedback_form=principal.role is not None and principal.role.allows(Role.operator),
                   categories=list(Category))
 

@@ -3,8 +3,10 @@
 Pure: an ``Incident`` in, a ``Timeline`` (coordinates ready for an inline SVG) out. It reads
 only what the analysis stored: time-bucket anomalies (their bucket start), metric anomalies
 (their ``"<ISO time> <value>"`` evidence points) and template/service anomalies (the times
-their exemplar lines carry). The alert's start is marked. No log line is copied: a mark's
-title names the anomaly, never its lines.
+their exemplar lines carry); the templates the evidence cites (``Analysis.cited``) as a bar from
+their first line to their last in their service's lane; the alert's start and the detected onset
+(``Analysis.onset``) as lines. No log line is copied: a mark's title names the anomaly, never
+its lines.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from pipelines.schemas import Anomaly, Incident
+from deployments.ui.citations import readable
+from pipelines.schemas import Anomaly, CitedTemplate, Incident
 
 WIDTH = 960
 LABEL_WIDTH = 170
@@ -36,6 +39,16 @@ class Mark:
     y: float
     r: float
     kind: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Bar:
+    """A cited template from its first line to its last, in its service's lane."""
+
+    x1: float
+    x2: float
+    y: float
     title: str
 
 
@@ -66,6 +79,9 @@ class Timeline:
     end: datetime
     left_out: int = 0
     services: list[str] = field(default_factory=list)
+    bars: list[Bar] = field(default_factory=list)
+    onset_x: float | None = None
+    onset_label: str = ""
 
 
 def parse_time(text: str) -> datetime | None:
@@ -102,17 +118,35 @@ def _events(anomaly: Anomaly) -> list[tuple[datetime, str, str]]:
     return [(t, lane, f"{lane}: {what} ({score})") for t in times]
 
 
+def _spans(template: CitedTemplate) -> list[tuple[datetime, datetime, str, str]]:
+    """(first, last, lane, title) of a cited template, when it has times."""
+    if template.first_seen is None or template.last_seen is None:
+        return []
+    lane = next(iter(template.services), ALL_SERVICES)
+    text = readable(template)
+    text = text if len(text) <= 120 else text[:117] + "..."
+    return [(template.first_seen, template.last_seen, lane, f"{lane}: '{text}' x{template.count}")]
+
+
 def build_timeline(incident: Incident) -> Timeline | None:
     """The timeline of the incident's analysis; None when it has no analysis or no timed anomaly."""
     if incident.analysis is None:
         return None
     alert_at = incident.alert.timestamp.astimezone(timezone.utc)
-    events = [
+
+    def near(when: datetime) -> bool:
+        return abs(when - alert_at) <= PLAUSIBLE
+
+    events: list[tuple[datetime, str, str, Anomaly | None]] = [
         (when, lane, title, anomaly)
         for anomaly in incident.analysis.anomalies
         for when, lane, title in _events(anomaly)
-        if abs(when - alert_at) <= PLAUSIBLE
+        if near(when)
     ]
+    spans = [s for t in incident.analysis.cited.templates for s in _spans(t) if near(s[0]) and near(s[1])]
+    events += [(when, lane, title, None) for first, last, lane, title in spans for when in (first, last)]
+    onset = incident.analysis.onset
+    onset = onset.astimezone(timezone.utc) if onset is not None and near(onset) else None
     if not events:
         return None
     ranked = [h.service for h in incident.analysis.hypotheses if h.service]
@@ -123,8 +157,8 @@ def build_timeline(incident: Incident) -> Timeline | None:
     order = order[:MAX_LANES]
     kept = [e for e in events if e[1] in order]
 
-    start = min([alert_at, *(e[0] for e in kept)])
-    end = max([alert_at, *(e[0] for e in kept)])
+    bounds = [alert_at, *(e[0] for e in kept), *([onset] if onset else [])]
+    start, end = min(bounds), max(bounds)
     span = max((end - start).total_seconds(), 60.0)
     start -= timedelta(seconds=span * 0.03)
     end = start + timedelta(seconds=span * 1.06)
@@ -141,7 +175,10 @@ def build_timeline(incident: Incident) -> Timeline | None:
         Mark(x=x_of(when), y=y_of[lane], r=round(3 + 5 * max(0.0, min(1.0, anomaly.score)), 1),
              kind=kinds.get(anomaly.kind, "log"), title=title)
         for when, lane, title, anomaly in kept
+        if anomaly is not None
     ]
+    bars = [Bar(x1=x_of(first), x2=max(x_of(last), x_of(first) + 2), y=y_of[lane], title=title)
+            for first, last, lane, title in spans if lane in y_of]
     plot_bottom = TOP + LANE_HEIGHT * len(lanes)
     ticks = [
         Tick(x=x_of(start + timedelta(seconds=total * i / 6)),
@@ -162,7 +199,10 @@ def build_timeline(incident: Incident) -> Timeline | None:
         end=end,
         left_out=len(events) - len(kept),
         services=[s for s in order if s != ALL_SERVICES],
+        bars=bars,
+        onset_x=x_of(onset) if onset else None,
+        onset_label=f"onset {onset:%H:%M:%S}" if onset else "",
     )
 
 
-__all__ = ["ALL_SERVICES", "Lane", "Mark", "Tick", "Timeline", "build_timeline", "parse_time"]
+__all__ = ["ALL_SERVICES", "Bar", "Lane", "Mark", "Tick", "Timeline", "build_timeline", "parse_time"]

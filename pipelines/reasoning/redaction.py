@@ -214,14 +214,14 @@ def redact_value(value: Any) -> tuple[Any, int]:
 
 
 # Fields of an Analysis that carry text derived from the input; the rest are figures and names.
-_ANALYSIS_TEXT_FIELDS = ("summary", "hypotheses", "remediation", "anomalies", "degraded_reasons")
+_ANALYSIS_TEXT_FIELDS = ("summary", "hypotheses", "remediation", "anomalies", "degraded_reasons", "cited")
 
 
 def redact_analysis(analysis: Any) -> Any:
     """The analysis with every secret in its text fields replaced, the count added to ``stats.redactions``.
 
     One pass over what is stored and returned (summary, evidence, hypotheses, anomalies,
-    remediation), whichever reasoner produced it; the LLM prompt is redacted on its own
+    remediation, the cited templates' text and exemplar lines), whichever reasoner produced it; the LLM prompt is redacted on its own
     before it leaves (``prompt.py``), and its count is already in ``stats.redactions``.
     """
     data = analysis.model_dump(mode="json")

@@ -151,3 +151,24 @@ def test_sign_in_sets_an_http_only_cookie_for_the_pages(serve_app: str, auth_hea
         assert browser.get("/api/incidents").status_code == 401, "the cookie opens the pages only, not the API"
         browser.post("/ui/logout")
         assert browser.get(mine).status_code == 401
+
+
+def test_each_evidence_item_links_to_what_it_cites(viewer: httpx.Client, stored: dict) -> None:
+    analysis = stored["analysis"]
+    html = viewer.get(f'/ui/incidents/{analysis["incident_id"]}').text
+    cited = analysis["cited"]
+    assert cited["templates"] and cited["metrics"], "the outage's evidence quotes templates and names metrics"
+    assert "What the evidence cites" in html
+    for i, template in enumerate(cited["templates"], start=1):
+        assert f'id="cite-template-{i}"' in html
+        assert f'<code>{escape(template["text"])}</code>' in html
+        for line in template["exemplars"]:
+            assert str(escape(line)) in html
+        for ref in template["cited_by"]:
+            item = html.split(f'id="evidence-{ref["hypothesis"] + 1}-{ref["evidence"] + 1}"', 1)[1].split("</li>\n", 1)[0]
+            assert f'href="#cite-template-{i}"' in item
+    for i, metric in enumerate(cited["metrics"], start=1):
+        row = html.split(f'id="cite-metric-{i}"', 1)[1].split("</tr>", 1)[0]
+        assert metric["name"] in row and metric["service"] in row and f'{metric["peak"]:.4g}' in row
+    assert analysis["onset"] and "onset-line" in html
+    assert f'{analysis["baseline_range"]["lines"]} log lines' in html

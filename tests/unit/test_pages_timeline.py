@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from deployments.ui.citations import Link, links
 from deployments.ui.pages import parse_filters
 from deployments.ui.timeline import ALL_SERVICES, build_timeline, parse_time
-from pipelines.schemas import Alert, Analysis, Anomaly, Category, Incident
+from pipelines.schemas import (
+    Alert,
+    Analysis,
+    Anomaly,
+    Category,
+    Citations,
+    CitedMetric,
+    CitedTemplate,
+    EvidenceRef,
+    Incident,
+)
 
 ALERT_AT = datetime(2024, 1, 7, 10, 30, tzinfo=timezone.utc)
 
@@ -66,3 +77,43 @@ def test_filters_parse_like_the_api_and_name_each_bad_field() -> None:
     assert parse_filters({"category": "", "status": ""}) == ({"page": 1, "page_size": 20}, [])
     _, errors = parse_filters({"category": "nope", "status": "closed", "until": "yesterday", "page_size": "500"})
     assert [e.split(":")[0] for e in errors] == ["page_size", "category", "status", "until"]
+
+
+def test_cited_templates_are_bars_in_their_lane_and_the_onset_is_marked() -> None:
+    incident = _incident([Anomaly(kind="time_bucket", subject="2024-01-07T10:20:00Z", score=0.6, detail="80 lines")])
+    analysis = incident.analysis
+    assert analysis is not None
+    onset = datetime(2024, 1, 7, 10, 26, tzinfo=timezone.utc)
+    analysis.cited = Citations(templates=[CitedTemplate(
+        template_id="T1", text="<*> ERROR [payments,<*>,<*>] Payment provider answered <*>", services={"payments": 40}, count=40,
+        first_seen=onset, last_seen=datetime(2024, 1, 7, 10, 29, tzinfo=timezone.utc), onset=onset,
+        exemplars=["2024-01-07 10:26:00 ERROR [payments,abc,abc] Payment provider answered 503"],
+        cited_by=[EvidenceRef(hypothesis=0, evidence=0)])])
+    analysis.onset = onset
+    timeline = build_timeline(incident)
+    assert timeline is not None
+    [bar] = timeline.bars
+    lane = next(lane for lane in timeline.lanes if lane.label == "payments")
+    assert bar.y == lane.y and bar.x1 < bar.x2 < timeline.alert_x
+    assert "Payment provider answered …" in bar.title and "x40" in bar.title and "503" not in bar.title
+    assert timeline.onset_x == bar.x1 and timeline.onset_label == "onset 10:26:00"
+    assert all(m.kind == "bucket" for m in timeline.marks), "bars are not drawn a second time as marks"
+
+
+def test_evidence_links_point_at_the_cited_items() -> None:
+    incident = _incident([])
+    analysis = incident.analysis
+    assert analysis is not None
+    analysis.hypotheses[0].evidence = ["[logs] error template \"Payment provider answered <*>\" x40", "[metrics] errors error_rate"]
+    analysis.cited = Citations(
+        templates=[CitedTemplate(template_id="T1", text="<*> ERROR [payments,<*>,<*>] Payment provider answered <*>", count=40,
+                                 exemplars=["2024-01-07 10:26:00.000 ERROR [payments,ab12,ab12] Payment provider answered 503"],
+                                 cited_by=[EvidenceRef(hypothesis=0, evidence=0)])],
+        metrics=[CitedMetric(name="error_rate", service="payments", points=3, peak=0.5,
+                             cited_by=[EvidenceRef(hypothesis=0, evidence=1), EvidenceRef(hypothesis=1, evidence=0)])])
+    found = links(analysis)
+    assert found == {
+        (0, 0): [Link("cite-template-1", "template", "Payment provider answered …")],
+        (0, 1): [Link("cite-metric-1", "metric", "error_rate of payments")],
+        (1, 0): [Link("cite-metric-1", "metric", "error_rate of payments")],
+    }
