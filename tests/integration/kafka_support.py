@@ -19,7 +19,8 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ __all__ = [
     "kafka_bootstrap",
     "private_broker",
     "read_topic",
+    "started_broker",
 ]
 
 
@@ -82,6 +84,8 @@ class Broker:
 
     port: int
     state: Path
+    env: dict[str, str] = field(default_factory=dict)
+    """More of scripts/kafka's variables (TLS listeners: RCA_KAFKA_TLS_PORT, RCA_KAFKA_SASL_SSL_PORT...)."""
 
     @property
     def bootstrap(self) -> str:
@@ -89,7 +93,7 @@ class Broker:
 
     def _run(self, command: str) -> None:
         env = {**os.environ, "RCA_KAFKA_PORT": str(self.port), "RCA_KAFKA_STATE": str(self.state),
-               "RCA_KAFKA_HOME": str(KAFKA_HOME), "RCA_KAFKA_HEAP": "-Xms128m -Xmx512m"}
+               "RCA_KAFKA_HOME": str(KAFKA_HOME), "RCA_KAFKA_HEAP": "-Xms128m -Xmx512m", **self.env}
         result = subprocess.run([str(SCRIPT), command], env=env, capture_output=True, text=True, timeout=180)
         if result.returncode != 0:
             raise RuntimeError(f"scripts/kafka {command} failed: {result.stdout}{result.stderr}")
@@ -101,17 +105,24 @@ class Broker:
         self._run("stop")
 
 
-@pytest.fixture(scope="module")
-def private_broker() -> Iterator[Broker]:
+@contextmanager
+def started_broker(**env: str) -> Iterator[Broker]:
+    """A broker of its own (port, data folder), started with more of scripts/kafka's variables; stopped on exit."""
     if not any(KAFKA_HOME.glob("libs-*/.complete")):
         pytest.skip(f"no Kafka jars cached in {KAFKA_HOME}: run `scripts/kafka start` once (it fetches them)")
     with tempfile.TemporaryDirectory(prefix="rca-kafka-test-") as folder:
-        broker = Broker(port=free_port_pair(), state=Path(folder))
+        broker = Broker(port=free_port_pair(), state=Path(folder), env=env)
         broker.start()
         try:
             yield broker
         finally:
             broker.stop()
+
+
+@pytest.fixture(scope="module")
+def private_broker() -> Iterator[Broker]:
+    with started_broker() as broker:
+        yield broker
 
 
 def isolated_settings(bootstrap: str, **overrides: Any) -> Settings:
