@@ -194,10 +194,13 @@ async def kafka_connect_problem(bootstrap: str, options: dict[str, Any], timeout
     connection errors (nothing listening) are left to the caller's own message.
     """
     for address in bootstrap.split(","):
-        host, _, port = address.strip().rpartition(":")
+        host, colon, port = address.strip().rpartition(":")
+        if not colon:  # no port: aiokafka's default
+            host, port = port, "9092"
         where = f"{host}:{port}"
         try:
-            connection = await create_conn(host, int(port), request_timeout_ms=int(timeout_seconds * 1000), **options)
+            connection = await create_conn(host.strip("[]"), int(port), request_timeout_ms=int(timeout_seconds * 1000),
+                                           **options)
         except (OSError, KafkaError, TimeoutError) as exc:
             described = describe_tls_error("Kafka", where, exc)
             if described:
