@@ -26,6 +26,7 @@ from anomaly.pods import is_pod_name, workload_expr
 _TS = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTH = "(?:" + "|".join(_MONTHS) + ")"
+_MONTH_NUMBER = {m: f"{i + 1:02d}" for i, m in enumerate(_MONTHS)}
 _LEVEL_WORDS = r"(?i)^(?:FATAL|CRITICAL|CRIT|PANIC|SEVERE|ERROR|ERR|WARNING|WARN|NOTICE|INFO|DEBUG|TRACE)$"
 #: syslog / journald PRIORITY severity 0-7
 SEVERITY = {"0": "FATAL", "1": "FATAL", "2": "FATAL", "3": "ERROR", "4": "WARN", "5": "INFO", "6": "INFO", "7": "DEBUG"}
@@ -62,10 +63,37 @@ _CANDIDATE = (
     rf"^(?:\d{{4}}-\d{{2}}-\d{{2}}T[\d:.,]+(?:Z|[+-][\d:]+)? (?:\{{|std(?:out|err) |[\w.-]+ [^\s\[\]:]+(?:\[\d+\])?: )"
     rf"|[a-z0-9][a-z0-9.-]* [a-z0-9]|\[pod/|\x1b\[|[\w.-]+[-_]\d+\s+\||<\d|{_MONTH} |\d+[smhd]|<unknown>)"
 )
-_KLOG = r"^([IWEF])\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+ [\w.-]+:\d+\] "
+_KLOG = r"^(?P<lvl>[IWEF])(?P<mm>\d{2})(?P<dd>\d{2}) (?P<hms>\d{2}:\d{2}:\d{2}\.\d+)\s+\d+ [\w.-]+:\d+\] "
+_MONTH_NAME = {f"{i + 1:02d}": m for i, m in enumerate(_MONTHS)}
 _KLOG_LEVEL = {"I": "INFO", "W": "WARN", "E": "ERROR", "F": "FATAL"}
 #: Spring Boot 3.2+ prints ``spring.application.name``: ``<pid> --- [orders] [  thread] logger : msg``
 SPRING_APP = r"(?:^|\s)\d+ --- \[(?P<app>[\w.-]+)\] \["
+
+#: times written day first with a month name: Apache/nginx's ``01/Dec/2025:11:25:00 +0000``
+#: (common log format) and Tomcat/Java's ``14-Mar-2025 10:22:00.123``
+_DAY_MONTH_YEAR = (
+    rf"^\s*(?P<d>\d{{1,2}})(?:/(?P<mon>{_MONTH})/(?P<y>\d{{4}}):|-(?P<mon2>{_MONTH})-(?P<y2>\d{{4}}) )"
+    r"(?P<rest>\d{2}:\d{2}:\d{2}.*)$"
+)
+#: Go's log package and nginx's error log: ``2025/03/14 10:22:00``
+_SLASHED_DATE = r"^\s*(\d{4})/(\d{2})/(\d{2})[ T]"
+#: a time shape other than ISO 8601 that ``iso_time_text`` rewrites
+OTHER_TIME_SHAPE = rf"^\s*(?:\d{{1,2}}[/-]{_MONTH}[/-]\d{{4}}[: ]\d|\d{{4}}/\d{{2}}/\d{{2}}[ T]\d)"
+#: the common log format's time in an access line: ``<client> <ident> <user> [<time>] "<request>"``
+CLF_TIME = rf'^\S+ \S+ \S+ \[(\d{{1,2}}/{_MONTH}/\d{{4}}:\d{{2}}:\d{{2}}:\d{{2}}(?: [+-]\d{{4}})?)\] "'
+
+
+def iso_time_text(col: pl.Expr) -> pl.Expr:
+    """The other common time shapes rewritten as ISO 8601 text (zone and fraction kept), else the text as is."""
+    g = col.str.extract_groups(_DAY_MONTH_YEAR)
+    f = g.struct.field
+    day_first = pl.concat_str([
+        pl.coalesce(f("y"), f("y2")), pl.lit("-"),
+        pl.coalesce(f("mon"), f("mon2")).replace_strict(_MONTH_NUMBER, default=None), pl.lit("-"),
+        f("d").str.zfill(2), pl.lit("T"), f("rest"),
+    ])
+    return pl.coalesce(day_first, col.str.replace(_SLASHED_DATE, "${1}-${2}-${3}T"))
+
 
 def on_rows(df: pl.DataFrame, where: pl.Expr, fn: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
     """Apply ``fn`` to the rows matching ``where`` only (expensive regexes run on few rows).
@@ -348,10 +376,24 @@ def _strip_text_prefixes(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def klog_level(df: pl.DataFrame) -> pl.DataFrame:
-    """The level letter of a klog header (``I0909 08:59:11.425350  1873 kubelet.go:2505] ...``)."""
+    """Level letter and time of a klog header (``I0909 08:59:11.425350  1873 kubelet.go:2505] ...``).
+
+    klog writes month and day but no year: the time goes to ``_systime`` like a classic
+    syslog line's, and ``with_syslog_year`` completes it.
+    """
     t = pl.col("text")
-    return on_rows(df, pl.col("level").is_null() & t.str.contains(_KLOG),
-                   lambda d: d.with_columns(t.str.extract(_KLOG, 1).replace_strict(_KLOG_LEVEL, default=None).alias("level")))
+
+    def fields(d: pl.DataFrame) -> pl.DataFrame:
+        g = t.str.extract_groups(_KLOG)
+        systime = pl.concat_str([g.struct.field("mm").replace_strict(_MONTH_NAME, default=None),
+                                 g.struct.field("dd"), g.struct.field("hms")], separator=" ")
+        columns = [g.struct.field("lvl").replace_strict(_KLOG_LEVEL, default=None).alias("level")]
+        if "_systime" in d.columns:
+            systime = pl.coalesce("_systime", systime)
+        columns.append(pl.when(pl.col("time").is_null()).then(systime).alias("_systime"))
+        return d.with_columns(columns)
+
+    return on_rows(df, pl.col("level").is_null() & t.str.contains(_KLOG), fields)
 
 
 def spring_app(df: pl.DataFrame) -> pl.DataFrame:
@@ -371,10 +413,9 @@ def with_syslog_year(df: pl.DataFrame) -> pl.DataFrame:
         pl.from_epoch(pl.col("timestamp").filter(pl.col("timestamp").is_not_null()) * 1000, time_unit="ms").dt.year().mode().first()
     ).item()
     year = int(years) if years is not None else datetime.now(timezone.utc).year
-    month = {m: f"{i + 1:02d}" for i, m in enumerate(_MONTHS)}
     parts = pl.col("_systime").str.extract_groups(r"^(?P<mon>\w{3}) (?P<day>\d{1,2}) (?P<hms>\S+)$")
     iso = pl.concat_str([
-        pl.lit(f"{year}-"), parts.struct.field("mon").replace_strict(month, default=None), pl.lit("-"),
+        pl.lit(f"{year}-"), parts.struct.field("mon").replace_strict(_MONTH_NUMBER, default=None), pl.lit("-"),
         parts.struct.field("day").str.zfill(2), pl.lit("T"), parts.struct.field("hms"),
     ])
     seconds = iso.str.slice(0, 19).str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False, time_unit="ms").dt.epoch("ms") / 1000.0

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from anomaly.formats import klog_level, on_rows, spring_app, strip_transport, with_syslog_year
+from anomaly.formats import (
+    CLF_TIME, OTHER_TIME_SHAPE, iso_time_text, klog_level, on_rows, spring_app, strip_transport, with_syslog_year,
+)
 from anomaly.pods import is_pod_name, workload_expr
 from anomaly.records import LogRecord
 
@@ -56,9 +58,13 @@ MAX_FUTURE_SECONDS = 86_400.0
 #: ``kubernetes.pod_name`` are found by their last name).
 _JSON_KEYS = {
     "log": ("log",),
-    "message": ("message", "msg", "MESSAGE", "Message", "text"),
-    "level": ("level", "severity", "lvl", "loglevel", "levelname", "Level"),
-    "time": ("time", "timestamp", "@timestamp", "ts", "datetime", "date"),
+    # structlog's ``event``, Serilog's compact ``@m``, GELF's ``short_message``
+    "message": ("message", "msg", "MESSAGE", "Message", "text", "event", "@m", "short_message"),
+    "level": ("level", "severity", "lvl", "loglevel", "levelname", "Level", "@l"),
+    # python-json-logger's ``asctime``, Envoy's and Istio's access log ``start_time``, Serilog's ``@t``,
+    # log4j2's ``timeMillis``, nginx JSON access logs' ``time_iso8601`` / ``time_local``
+    "time": ("time", "timestamp", "@timestamp", "ts", "datetime", "date", "asctime", "start_time", "@t",
+             "timeMillis", "Timestamp", "eventTime", "time_iso8601", "time_local"),
     "service": ("service", "service.name", "app", "application", "container_name"),
     "pod": ("pod", "pod_name", "hostname", "host"),
     # the weakest hint: a logger's name (pino's ``name`` is the service; ``cart.api`` names ``cart``)
@@ -241,7 +247,8 @@ def _parse_logfmt_rows(df: pl.DataFrame) -> pl.DataFrame:
 
 #: a plain line's header: timestamp, then maybe a level, then the message
 _HEADER = (
-    r"^\s*\[?(?P<ts>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:\s?(?:Z|[+-]\d{2}:?\d{2}|UTC))?)\]?"
+    r"^\s*\[?(?P<ts>(?:\d{4}[-/]\d{2}[-/]\d{2}[T ]|\d{1,2}-(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-\d{4} )"
+    r"\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:\s?(?:Z|[+-]\d{2}:?\d{2}|UTC))?)\]?"
     r"\s*(?:\[?(?P<lvl>(?i:FATAL|CRITICAL|ERROR|WARN|WARNING|INFO|DEBUG|TRACE))\]?\s*[:\-]?\s+)?"
 )
 
@@ -253,7 +260,7 @@ def _parse_plain_rows(df: pl.DataFrame) -> pl.DataFrame:
     h = pl.col("text").str.extract_groups(_HEADER)
     df = df.with_columns(h.alias("h"))
     df = df.with_columns(
-        pl.coalesce("time", pl.col("h").struct.field("ts")).alias("time"),
+        pl.coalesce("time", pl.col("h").struct.field("ts"), pl.col("text").str.extract(CLF_TIME, 1)).alias("time"),
         pl.coalesce("level", pl.col("h").struct.field("lvl")).alias("level"),
         pl.when(pl.col("h").struct.field("ts").is_not_null())
         .then(pl.col("text").str.replace(_HEADER, ""))
@@ -277,8 +284,12 @@ def _with_timestamp(df: pl.DataFrame, source: str) -> pl.DataFrame:
 
     ISO-8601-like text: the fixed-width ``YYYY-MM-DD[T ]HH:MM:SS`` head goes through
     a strptime kernel, the fraction and the offset through two short regexes on the
-    tail. Numeric text is read as epoch seconds, milliseconds, micro- or nanoseconds.
+    tail. The few other shapes common in logs (the access logs' ``01/Dec/2025:11:25:00
+    +0000``, Go's ``2025/03/14 10:22:00``, Java's ``14-Mar-2025 10:22:00``) are first
+    rewritten to that text. Numeric text is read as epoch seconds, milliseconds, micro- or nanoseconds.
     """
+    df = on_rows(df, pl.col(source).str.contains(OTHER_TIME_SHAPE),
+                 lambda d: d.with_columns(iso_time_text(pl.col(source)).alias(source)))
     col = pl.col(source).str.strip_chars()
     head = col.str.slice(0, 19).str.replace(" ", "T", literal=True)
     base = head.str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False, time_unit="ms").dt.epoch("ms") / 1000.0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -120,3 +122,49 @@ def test_a_structured_lines_error_field_is_part_of_its_message():
         "nested cause",  # an object is not a message; the line is still taken
         "fine",
     ]
+
+
+# the time shapes logs are written in besides ISO 8601: each must land on the same instant
+T0 = 1714557600.0  # 2024-05-01T10:00:00Z
+
+
+@pytest.mark.parametrize("line, expected", [
+    # Apache / nginx access log (common and combined log format): the time is in brackets mid-line
+    ('203.0.113.9 - - [01/May/2024:10:00:00 +0000] "GET /cart HTTP/1.1" 502 157 "-" "curl/8.5"', T0),
+    ('203.0.113.9 - alice [01/May/2024:12:00:00 +0200] "POST /pay HTTP/2.0" 200 12', T0),
+    # Go's log package, nginx's error log
+    ("2024/05/01 10:00:00 [error] 31#31: *1 connect() failed (111: Connection refused)", T0),
+    ("2024/05/01 10:00:00.250 worker started", T0 + 0.25),
+    # Tomcat / java.util.logging
+    ("01-May-2024 10:00:00.500 SEVERE [main] org.apache.catalina.startup.Catalina.start failed", T0 + 0.5),
+    # JSON keys of common logging libraries
+    (json.dumps({"asctime": "2024-05-01 10:00:00,000", "levelname": "INFO", "message": "profile loaded"}), T0),
+    (json.dumps({"start_time": "2024-05-01T10:00:00.000Z", "method": "GET", "response_code": 503}), T0),
+    (json.dumps({"@t": "2024-05-01T10:00:00Z", "@m": "order placed", "@l": "Warning"}), T0),
+    (json.dumps({"timeMillis": 1714557600000, "level": "INFO", "message": "x"}), T0),
+    (json.dumps({"time_local": "01/May/2024:10:00:00 +0000", "status": "502"}), T0),
+])
+def test_common_time_shapes_are_read(line, expected):
+    rec = parse_lines([line]).records[0]
+    assert rec.timestamp == pytest.approx(expected)
+
+
+def test_klog_time_takes_the_year_of_the_batch():
+    lines = ["2024-05-01T09:59:00Z INFO other line",
+             'E0501 10:00:00.250000    1873 kubelet.go:2505] "Probe failed" probe="readiness"']
+    recs = parse_lines(lines).records
+    assert recs[1].level == "ERROR"
+    assert recs[1].timestamp == pytest.approx(T0 + 0.25)
+
+
+def test_message_keys_of_structlog_and_serilog():
+    structlog = json.dumps({"event": "cache miss", "level": "warning", "timestamp": "2024-05-01T10:00:00Z"})
+    serilog = json.dumps({"@t": "2024-05-01T10:00:00Z", "@m": "Order 42 placed", "@l": "Error"})
+    recs = parse_lines([structlog, serilog]).records
+    assert [r.message for r in recs] == ["cache miss", "Order 42 placed"]
+    assert [r.level for r in recs] == ["WARN", "ERROR"]
+
+
+def test_a_day_month_year_date_inside_a_message_is_not_taken_for_the_line_time():
+    rec = parse_lines(["report for 01/May/2024:10:00:00 written"]).records[0]
+    assert rec.timestamp is None
