@@ -203,6 +203,9 @@ async def kafka_connect_problem(bootstrap: str, options: dict[str, Any], timeout
                                            **options)
         except (OSError, KafkaError, TimeoutError) as exc:
             described = describe_tls_error("Kafka", where, exc)
+            if described and not isinstance(tls_failure(exc), ssl.SSLCertVerificationError):
+                return (f"{described} (a broker that requires client certificates refuses a missing or unknown "
+                        "one: RCA_KAFKA_CERT_FILE, RCA_KAFKA_KEY_FILE)")
             if described:
                 return described
             if isinstance(exc, KafkaError) and options.get("sasl_mechanism"):
