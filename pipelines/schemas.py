@@ -559,7 +559,8 @@ class IncidentPage(BaseModel):
     items: list[Incident]
     page: int
     page_size: int
-    total: int
+    total: int = Field(description="matching incidents, counted up to 10,000 (see total_capped)")
+    total_capped: bool = Field(default=False, description="more than `total` incidents match")
 
 
 class Stats(BaseModel):

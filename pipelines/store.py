@@ -527,7 +527,9 @@ class Store:
         source = _ALL_INCIDENTS if include_archived else "incidents"
         select = _EVERY_INCIDENT_SELECT if include_archived else _INCIDENT_SELECT
         async with self._read_pool.acquire() as conn:
-            total = await conn.fetchval(f"SELECT count(*) FROM {source} i {clause}", *args)
+            # counted up to LIST_COUNT_LIMIT: an exact count of a year of history costs more than the page
+            total = await conn.fetchval(
+                f"SELECT count(*) FROM (SELECT 1 FROM {source} i {clause} LIMIT {LIST_COUNT_LIMIT + 1}) c", *args)
             rows = await conn.fetch(
                 f"{select} {clause} ORDER BY i.started_at DESC, i.id"
                 f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
@@ -535,7 +537,8 @@ class Store:
                 page_size,
                 (page - 1) * page_size,
             )
-        return IncidentPage(items=[_incident(r) for r in rows], page=page, page_size=page_size, total=total)
+        return IncidentPage(items=[_incident(r) for r in rows], page=page, page_size=page_size,
+                            total=min(total, LIST_COUNT_LIMIT), total_capped=total > LIST_COUNT_LIMIT)
 
     async def stats(self, since: datetime | None = None) -> Stats:
         """Counts and analysis latency of the live incidents started since ``since`` (all when None)."""
@@ -683,6 +686,8 @@ class Store:
         return state
 
 
+#: the list's total counts matching incidents up to this many (then says it is capped), bench/history.py
+LIST_COUNT_LIMIT = 10_000
 #: how many of the latest analyzed incidents a similarity search compares, in Python (bench/similarity.py)
 SIMILAR_CANDIDATES = 5000
 _HYPOTHESES = TypeAdapter(list[Hypothesis])

@@ -328,3 +328,20 @@ async def test_rca_db_archive_dry_run_counts_and_the_run_archives(fresh_database
         assert {i.id for i in (await store.list_incidents()).items} == {ids["recent"], ids["open"]}
     finally:
         await store.close()
+
+
+async def test_the_list_counts_up_to_its_limit_and_says_when_more_match(
+        fresh_database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipelines.store as store_module
+
+    monkeypatch.setattr(store_module, "LIST_COUNT_LIMIT", 2)
+    store = await Store.connect(fresh_database_url)
+    try:
+        ids = await _history_of_three(store)
+        capped = await store.list_incidents(page_size=1)
+        assert (capped.total, capped.total_capped, len(capped.items)) == (2, True, 1)
+        exact = await store.list_incidents(service="svc-open")
+        assert (exact.total, exact.total_capped, [i.id for i in exact.items]) == (1, False, [ids["open"]])
+        assert (await store.list_incidents(page=3, page_size=1)).items  # paging goes on past the count
+    finally:
+        await store.close()
