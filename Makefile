@@ -25,6 +25,7 @@ serve: $(STAMP)
 # evaluations on ../shared/datasets when present. Starts and stops the broker itself.
 test: $(STAMP)
 	-scripts/install-prometheus
+	-scripts/install-chromium
 	scripts/kafka start
 	@status=0; PATH="$(CURDIR)/$(BIN):$$PATH" \
 		$(BIN)/pytest -p no:cacheprovider -ra --durations=15 $(PYTEST_ARGS) || status=$$?; \
