@@ -36,6 +36,11 @@ ERROR_WORDS = (
     r"(?i)\b(?:error|errors|exception|fail|failed|failure|failing|fatal|panic|refused|timeout|timed out|"
     r"denied|unreachable|traceback|crash|crashed|abort|aborted|killed|oom|unavailable|rejected)\b"
 )
+#: words that say there was no error: Go's ``error <nil>`` / ``err=<nil>``, ``error: null``, ``no errors``
+NO_ERROR_WORDS = (
+    r"(?i)\b(?:no|zero|without)\s+(?:errors?|failures?)\b"
+    r"|\berr(?:or)?s?\b\s*[=:]?\s*(?:<nil>|nil|null|none|false)(?![\w<])"
+)
 
 
 @dataclass
@@ -296,7 +301,7 @@ class Digest:
         return out
 
     def _build_templates(self) -> dict[str, TemplateStats]:
-        error_words = re.compile(ERROR_WORDS)
+        error_words, no_error = re.compile(ERROR_WORDS), re.compile(NO_ERROR_WORDS)
         amap = self._assignment_frame()
         agg = (
             self._table("shapes")
@@ -321,7 +326,7 @@ class Digest:
             out[tid] = TemplateStats(
                 template_id=tid, text=text, count=count, first_seen=first, last_seen=last,
                 samples=list(samples), levels=lv, services=services.get(tid, {}), exception_types=exc,
-                is_error=bool(lv.get("ERROR", 0) + lv.get("FATAL", 0) or exc or error_words.search(text)),
+                is_error=bool(lv.get("ERROR", 0) + lv.get("FATAL", 0) or exc or error_words.search(no_error.sub(" ", text))),
             )
         return out
 

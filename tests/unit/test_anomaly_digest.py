@@ -208,3 +208,15 @@ def test_a_baselines_span_links_are_read_through_the_window_templates():
     linked = window.span_templates_of(baseline)
     assert linked["00000000000000aa"] == {login: 1}
     assert [k for k in linked["00000000000000bb"]][0].startswith("baseline:")
+
+
+def test_words_that_say_there_was_no_error_do_not_make_an_error_template():
+    said = ['Exec process "a1" exits with exit code 0 and error <nil>', "sync done err=<nil>",
+            "reply sent, error: null", "batch 7 completed with no errors"]
+    failed = ["error: connection refused", "lookup failed err=<nil> after timeout"]
+    records = [LogRecord(message=m, timestamp=1_700_000_000.0 + i, level=None, service="node")
+               for i, m in enumerate(said + failed)]
+    templates = Digest.from_records(records).templates.values()
+    flagged = {t.samples[0]: t.is_error for t in templates}
+    assert [flagged[m] for m in said] == [False] * len(said)
+    assert [flagged[m] for m in failed] == [True] * len(failed)
