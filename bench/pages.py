@@ -5,7 +5,8 @@ The simulated DNS outage (a 10-minute window of about 4,400 lines from 9 service
 hypotheses, the cited templates and metrics, and 20 anomalies. Then the page of that incident
 is rendered ``--repeat`` times as ``GET /ui/incidents/{id}`` renders it (timeline, evidence
 links, the Jinja2 template; the store read and HTTP are not included), and one JSON object
-is printed: median, 95th percentile and worst render time, and the page's size.
+is printed: median, 95th percentile and worst render time, the page's size, and how many bytes
+of JSON ``Analysis.cited`` and the whole analysis take for each simulated scenario (seed 5).
 
     .venv/bin/python bench/pages.py [--repeat 200]
 """
@@ -26,12 +27,12 @@ from deployments.ui.citations import links  # noqa: E402
 from deployments.ui.pages import templates  # noqa: E402
 from deployments.ui.timeline import build_timeline  # noqa: E402
 from pipelines.schemas import Alert, Category, Incident, IncidentContext, Telemetry  # noqa: E402
-from pipelines.simulate import simulate  # noqa: E402
+from pipelines.simulate import SCENARIOS, simulate  # noqa: E402
 from tests.support.local_pipeline import local_pipeline  # noqa: E402
 
 
-async def _incident() -> Incident:
-    body = simulate("dns_failure", seed=5).request_body()
+async def _incident(scenario: str = "dns_failure") -> Incident:
+    body = simulate(scenario, seed=5).request_body()
     alert = Alert.model_validate(body["alert"])
     context = IncidentContext(alert=alert, window=Telemetry(logs=body["logs"], metrics=body["metrics"]),
                               baseline=Telemetry.model_validate(body["baseline"]))
@@ -62,6 +63,11 @@ def main() -> None:
         html = render(incident)
         seconds.append(time.perf_counter() - started)
     seconds.sort()
+    sizes = {}
+    for scenario in SCENARIOS:
+        analysis = asyncio.run(_incident(scenario)).analysis
+        assert analysis is not None
+        sizes[scenario] = {"cited_bytes": len(analysis.cited.model_dump_json()), "analysis_bytes": len(analysis.model_dump_json())}
     window = incident.analysis.window_range
     print(json.dumps({
         "benchmark": "incident page render",
@@ -76,6 +82,7 @@ def main() -> None:
         "render_ms_p95": round(1000 * seconds[int(0.95 * (len(seconds) - 1))], 2),
         "render_ms_max": round(1000 * seconds[-1], 2),
         "page_kib": round(len(html.encode()) / 1024, 1),
+        "stored_json_by_scenario": sizes,
     }))
 
 
