@@ -172,3 +172,17 @@ def test_each_evidence_item_links_to_what_it_cites(viewer: httpx.Client, stored:
         assert metric["name"] in row and metric["service"] in row and f'{metric["peak"]:.4g}' in row
     assert analysis["onset"] and "onset-line" in html
     assert f'{analysis["baseline_range"]["lines"]} log lines' in html
+
+
+def test_sign_in_trusts_the_browser_s_fetch_metadata(serve_app: str, auth_headers) -> None:
+    """A page sent with Referrer-Policy no-referrer would make a browser's POST carry Origin: null; the
+    pages send same-origin, and Sec-Fetch-Site (sent by every current browser) decides first."""
+    token = auth_headers("viewer")["Authorization"].removeprefix("Bearer ")
+    with httpx.Client(base_url=serve_app, timeout=120) as browser:
+        form = browser.get("/ui/login")
+        assert form.headers["referrer-policy"] == "same-origin"
+        cross = browser.post("/ui/login", data={"credential": token},
+                             headers={"Sec-Fetch-Site": "cross-site", "Origin": serve_app})
+        assert cross.status_code == 403 and "set-cookie" not in cross.headers
+        same = browser.post("/ui/login", data={"credential": token}, headers={"Sec-Fetch-Site": "same-origin", "Origin": "null"})
+        assert same.status_code == 303 and "rca_ui=" in same.headers["set-cookie"]
