@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from pipelines.simulate import simulate
+from tests.support.stored_incident import analyze_simulated
 
 REPO = Path(__file__).resolve().parents[2]
 #: axe-core 4.14.1 from npm (MPL-2.0, see vendor/axe-LICENSE), injected into pages to check accessibility
@@ -58,10 +56,4 @@ def axe_script() -> Path:
 @pytest.fixture(scope="module")
 def stored_incident(serve_app: str, auth_headers) -> dict:
     """A simulated DNS outage analysed by the app, on a service of its own: 3 hypotheses, a 10-minute window."""
-    service = f"browser-{uuid.uuid4().hex[:8]}"
-    body = simulate("dns_failure", seed=5).request_body()
-    body["alert"]["labels"]["service"] = service
-    with httpx.Client(base_url=serve_app, timeout=300, headers=auth_headers("operator")) as client:
-        response = client.post("/analyze", json=body)
-    assert response.status_code == 200, response.text
-    return {"service": service, "analysis": response.json()}
+    return analyze_simulated(serve_app, auth_headers, "dns_failure", "browser")

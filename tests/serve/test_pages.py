@@ -8,7 +8,7 @@ import httpx
 import pytest
 from markupsafe import escape
 
-from pipelines.simulate import simulate
+from tests.support.stored_incident import analyze_simulated
 
 pytestmark = pytest.mark.serve
 
@@ -30,15 +30,12 @@ def anon(serve_app: str):
 @pytest.fixture(scope="module")
 def stored(serve_app: str, auth_headers) -> dict:
     """One analysis of a simulated outage on a service of its own, with script tags in a log line and the alert."""
-    service = f"pages-{uuid.uuid4().hex[:8]}"
-    body = simulate("third_party_outage", seed=5).request_body()
-    body["alert"]["labels"]["service"] = service
-    body["alert"]["annotations"] = {"description": f"error rate high {XSS}"}
-    body["logs"] += [f"2024-01-07T10:29:{s:02d}Z ERROR payments-service provider said {XSS} and failed" for s in range(0, 60, 2)]
-    with httpx.Client(base_url=serve_app, timeout=300, headers=auth_headers("operator")) as c:
-        response = c.post("/analyze", json=body)
-    assert response.status_code == 200, response.text
-    return {"service": service, "analysis": response.json()}
+    def plant_script_tags(body: dict) -> None:
+        body["alert"]["annotations"] = {"description": f"error rate high {XSS}"}
+        body["logs"] += [f"2024-01-07T10:29:{s:02d}Z ERROR payments-service provider said {XSS} and failed"
+                         for s in range(0, 60, 2)]
+
+    return analyze_simulated(serve_app, auth_headers, "third_party_outage", "pages", change=plant_script_tags)
 
 
 def test_the_list_shows_the_incident_with_its_top_cause(viewer: httpx.Client, stored: dict) -> None:
