@@ -103,6 +103,10 @@ CREATE INDEX alerts_incident_idx    ON alerts (incident_id);
 CREATE INDEX analyses_incident_idx  ON analyses (incident_id, created_at DESC, id DESC);
 CREATE INDEX analyses_created_idx   ON analyses (created_at DESC);
 CREATE INDEX analyses_unsigned_idx  ON analyses (id) WHERE signature IS NULL;
+-- /api/stats?days=N reads counts and analysis durations of recent months from the index alone
+-- (bench/history.py: a seq scan of a month of analyses was most of its time)
+CREATE INDEX IF NOT EXISTS incidents_started_kinds_idx ON incidents (started_at) INCLUDE (category, severity);
+CREATE INDEX IF NOT EXISTS analyses_started_duration_idx ON analyses (incident_started_at) INCLUDE (duration_seconds);
 
 -- Archive: same columns, read by id (detail) and skipped by the list unless asked for.
 CREATE TABLE incidents_archive (LIKE incidents INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
