@@ -5,6 +5,7 @@ audit log. Each test has a database of its own (``fresh_database_url``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -344,4 +345,31 @@ async def test_the_list_counts_up_to_its_limit_and_says_when_more_match(
         assert (exact.total, exact.total_capped, [i.id for i in exact.items]) == (1, False, [ids["open"]])
         assert (await store.list_incidents(page=3, page_size=1)).items  # paging goes on past the count
     finally:
+        await store.close()
+
+
+async def test_the_history_job_archives_on_its_period_and_a_failed_pass_does_not_stop_it(
+        fresh_database_url: str) -> None:
+    store = await Store.connect(fresh_database_url)
+    passes: list[str] = []
+    archived = asyncio.Event()
+
+    async def run_once() -> None:  # what the Ingress' pass does: partitions ahead, then archival
+        if not passes:
+            passes.append("failed")
+            raise ConnectionError("database down for this pass")
+        await store.ensure_partitions()
+        done = await store.archive(90)
+        passes.append(f"moved {done.moved}")
+        archived.set()
+
+    job = history.HistoryJob(run_once, period_seconds=0.05)
+    try:
+        ids = await _history_of_three(store)
+        job.start()
+        await asyncio.wait_for(archived.wait(), timeout=60)
+        assert passes[:2] == ["failed", "moved 1"]
+        assert {i.id for i in (await store.list_incidents()).items} == {ids["recent"], ids["open"]}
+    finally:
+        job.cancel()
         await store.close()
