@@ -29,7 +29,6 @@ Pure Python (no Kafka, no Ray): the reader calls it, tests and the benchmark cal
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass

@@ -161,11 +161,11 @@ class DigesterMember:
                 max_event_bytes=self.settings.max_line_bytes, clock=self._clock,
             )
         since = int((self._clock() - history_seconds(self.settings)) * 1000)
+        ends = await consumer.end_offsets(fresh)  # taken first: nothing written after it is skipped
         found = await consumer.offsets_for_times({tp: since for tp in fresh})
-        ends = await consumer.end_offsets(fresh)
         for tp in fresh:
             where = found.get(tp)
-            self._positions[tp] = ends[tp] if where is None else where.offset
+            self._positions[tp] = ends[tp] if where is None else min(where.offset, ends[tp])
             consumer.seek(tp, self._positions[tp])
         self.rebuilds += len(fresh)
 
