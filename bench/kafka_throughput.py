@@ -11,6 +11,7 @@
 
 usage: .venv/bin/python bench/kafka_throughput.py [--json] [--events 500000] [--alerts 1000]
        [--bootstrap 127.0.0.1:9092] [--skip-storm]
+Over TLS: the RCA_KAFKA_SECURITY_PROTOCOL, RCA_KAFKA_CA_FILE... of the environment (README "TLS").
 Needs the broker (scripts/kafka start); never run as a test.
 """
 
@@ -38,6 +39,7 @@ from pipelines.streaming.reader import KafkaReader  # noqa: E402
 from pipelines.streaming.topics import TopicNames, ensure_topics  # noqa: E402
 from pipelines.schemas import Alert  # noqa: E402
 from pipelines.settings import Settings  # noqa: E402
+from pipelines.tls import kafka_client_options  # noqa: E402
 
 SERVICES = [f"svc-{i:02d}" for i in range(20)]
 LEVELS = ["INFO", "INFO", "INFO", "WARN", "ERROR"]
@@ -69,7 +71,8 @@ def _produce(bootstrap: str, topic: str, count: int, start_at: float, done: Any)
     async def run() -> None:
         records = make_events(count, time.time())
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                                    linger_ms=20, max_batch_size=256 * 1024, request_timeout_ms=120_000)
+                                    linger_ms=20, max_batch_size=256 * 1024, request_timeout_ms=120_000,
+                                    **kafka_client_options(Settings()))  # the security settings of the environment
         await producer.start()
         partitions = sorted(await producer.partitions_for(topic))
         while time.time() < start_at:
@@ -132,7 +135,7 @@ async def bench_logs(bootstrap: str, events: int) -> dict[str, Any]:
         kafka_dlq_topic=f"bench.{tag}.dlq", kafka_group_id=f"bench-{tag}", kafka_partitions=3,
         digest_max_bytes=2 * 1024**3,
     )
-    await ensure_topics(bootstrap, 3, TopicNames.from_settings(settings))
+    await ensure_topics(bootstrap, 3, TopicNames.from_settings(settings), client_options=kafka_client_options(settings))
     payload_bytes = sum(len(v) for _, v in make_events(1000, time.time())) / 1000 * events
 
     # live: consume while another process produces
@@ -208,7 +211,7 @@ async def _storm(settings: Settings, count: int, app_seconds: float, store_class
               labels={"alertname": "HighErrorRate", "service": f"storm-{i:04d}"}, fingerprint=f"storm-{i:04d}")
         for i in range(count)
     ]
-    publisher = AlertPublisher(settings.kafka_bootstrap or "", topics=TopicNames.from_settings(settings))
+    publisher = AlertPublisher.from_settings(settings)
     store = await store_class.connect(settings.database_url)
     try:
         began = time.perf_counter()

@@ -32,6 +32,7 @@ from aiokafka.errors import KafkaError
 
 from anomaly.digest import Digest
 from pipelines.settings import Settings
+from pipelines.tls import kafka_client_options
 from pipelines.streaming.dead_letters import DeadLetters
 from pipelines.streaming.digester import DigesterStats, DigestRange, Digester, history_seconds
 from pipelines.streaming.producer import Publisher
@@ -73,7 +74,8 @@ class DigesterMember:
         self.digesters: dict[TopicPartition, Digester] = {}
         self._owns_dead_letters = dead_letters is None
         self.dead_letters = dead_letters or DeadLetters(
-            Publisher(self.bootstrap, partitions=None, topics=self.topics), self.topics.dlq
+            Publisher(self.bootstrap, partitions=None, topics=self.topics,
+                      client_options=kafka_client_options(settings)), self.topics.dlq
         )
         self.consumed = 0
         self.rebuilds = 0
@@ -100,13 +102,15 @@ class DigesterMember:
         attempt = 0
         while True:
             try:
-                found = await ensure_topics(self.bootstrap, self.settings.kafka_partitions, self.topics)
+                found = await ensure_topics(self.bootstrap, self.settings.kafka_partitions, self.topics,
+                                            client_options=kafka_client_options(self.settings))
                 self._partitions = found.partitions.get(self.topics.logs, self._partitions)
                 consumer = AIOKafkaConsumer(
                     bootstrap_servers=self.bootstrap, group_id=self.group_id, client_id=self.client_id,
                     enable_auto_commit=False, partition_assignment_strategy=(RangePartitionAssignor,),
                     fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=4 * 1024 * 1024,
                     session_timeout_ms=10_000, heartbeat_interval_ms=1_000, check_crcs=False,
+                    **kafka_client_options(self.settings),
                 )
                 self._consumer = consumer
                 consumer.subscribe([self.topics.logs], listener=_Rebalance(self))

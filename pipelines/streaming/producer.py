@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 from pipelines.streaming.topics import KafkaUnavailable, TopicNames, ensure_topics
 from pipelines.schemas import Alert, LogEvent
 from pipelines.settings import Settings
+from pipelines.tls import kafka_client_options
 
 __all__ = ["AlertPublisher", "KafkaUnavailable", "LogPublisher", "Publisher", "alert_record", "log_record"]
 
@@ -64,8 +65,10 @@ class Publisher:
         linger_ms: int = 5,
         max_batch_bytes: int = 256 * 1024,
         compression: str | None = None,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
-        """``partitions``: create missing topics with that many on start (None: do not create topics)."""
+        """``partitions``: create missing topics with that many on start (None: do not create topics).
+        ``client_options``: aiokafka's security arguments (:func:`pipelines.tls.kafka_client_options`)."""
         self.bootstrap = bootstrap
         self.partitions = partitions
         self.topics = topics
@@ -75,6 +78,7 @@ class Publisher:
             "max_batch_size": max_batch_bytes,
             "compression_type": compression,
         }
+        self.client_options: dict[str, Any] = dict(client_options or {})
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
         self.published = 0
@@ -87,6 +91,7 @@ class Publisher:
             settings.kafka_bootstrap,
             partitions=settings.kafka_partitions,
             topics=TopicNames.from_settings(settings),
+            client_options=kafka_client_options(settings),
             **options,
         )
 
@@ -104,13 +109,14 @@ class Publisher:
 
     async def _connect(self) -> None:
         if self.partitions is not None:
-            await ensure_topics(self.bootstrap, self.partitions, self.topics, self.timeout_seconds)
+            await ensure_topics(self.bootstrap, self.partitions, self.topics, self.timeout_seconds, self.client_options)
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             acks="all",
             enable_idempotence=True,
             request_timeout_ms=int(self.timeout_seconds * 1000),
             **self._options,
+            **self.client_options,
         )
         try:
             await producer.start()

@@ -62,6 +62,7 @@ from pipelines.streaming.retry import backoff_seconds
 from pipelines.streaming.topics import KafkaUnavailable, TopicNames, ensure_topics
 from pipelines.schemas import Alert, IncidentContext, Span, Telemetry
 from pipelines.settings import Settings
+from pipelines.tls import kafka_client_options
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +127,8 @@ class KafkaReader:
         self._alerts: AIOKafkaConsumer | None = None
         self._spans_consumer: AIOKafkaConsumer | None = None
         self.dead_letters = DeadLetters(
-            Publisher(self.bootstrap, partitions=None, topics=self.topics), self.topics.dlq
+            Publisher(self.bootstrap, partitions=None, topics=self.topics,
+                      client_options=kafka_client_options(settings)), self.topics.dlq
         )
         self.digests = DigesterMember(settings, client_id=f"{client_id}-digester", dead_letters=self.dead_letters)
         self._stopping = False
@@ -215,7 +217,8 @@ class KafkaReader:
 
     async def _start_spans_consumer(self) -> AIOKafkaConsumer:
         async def connect() -> AIOKafkaConsumer:
-            found = await ensure_topics(self.bootstrap, self.settings.kafka_partitions, self.topics)
+            found = await ensure_topics(self.bootstrap, self.settings.kafka_partitions, self.topics,
+                                        client_options=kafka_client_options(self.settings))
             count = found.partitions.get(self.topics.spans, 0)
             if count < 1:
                 raise KafkaUnavailable(f"topic {self.topics.spans} has no partitions")
@@ -223,7 +226,7 @@ class KafkaReader:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                 client_id=f"{self.client_id}-spans", fetch_max_bytes=16 * 1024 * 1024,
-                max_partition_fetch_bytes=4 * 1024 * 1024, check_crcs=False,
+                max_partition_fetch_bytes=4 * 1024 * 1024, check_crcs=False, **kafka_client_options(self.settings),
             )
             try:
                 await consumer.start()
@@ -279,11 +282,13 @@ class KafkaReader:
 
     async def _start_alerts_consumer(self) -> AIOKafkaConsumer:
         async def connect() -> AIOKafkaConsumer:
-            await ensure_topics(self.bootstrap, self.settings.kafka_partitions, self.topics)
+            await ensure_topics(self.bootstrap, self.settings.kafka_partitions, self.topics,
+                                client_options=kafka_client_options(self.settings))
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, group_id=self.settings.kafka_group_id,
                 client_id=f"{self.client_id}-alerts", enable_auto_commit=False, auto_offset_reset="earliest",
                 max_poll_interval_ms=600_000, session_timeout_ms=30_000, heartbeat_interval_ms=3_000,
+                **kafka_client_options(self.settings),
             )
             consumer.subscribe([self.topics.alerts], listener=_Listener(self))
             try:

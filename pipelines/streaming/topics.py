@@ -16,12 +16,15 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from pipelines.settings import Settings
+from pipelines.tls import kafka_client_options, kafka_connect_problem
 
 logger = logging.getLogger(__name__)
 
@@ -64,21 +67,26 @@ async def ensure_topics(
     partitions: int,
     names: TopicNames = TopicNames(),
     timeout_seconds: float = 15.0,
+    client_options: Mapping[str, Any] | None = None,
 ) -> TopicsResult:
     """Create the missing topics with ``partitions`` partitions (replication factor 1 on one broker).
 
     An existing topic is left as it is (its partition count is reported); raises
-    :class:`KafkaUnavailable` when the broker cannot be reached within ``timeout_seconds``.
+    :class:`KafkaUnavailable` when the broker cannot be reached within ``timeout_seconds``; over TLS
+    its message says which broker refused the handshake or the SASL login, and why.
+    ``client_options``: aiokafka's security arguments (:func:`pipelines.tls.kafka_client_options`).
     """
     if partitions < 1:
         raise ValueError(f"partitions must be >= 1, got {partitions}")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_seconds * 1000))
+    options = dict(client_options or {})
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_seconds * 1000), **options)
     try:
         try:
             await asyncio.wait_for(admin.start(), timeout_seconds)
         except (asyncio.TimeoutError, KafkaConnectionError, OSError) as error:
+            problem = await kafka_connect_problem(bootstrap, options) if options.get("ssl_context") else None
             raise KafkaUnavailable(
-                f"cannot reach the Kafka broker at {bootstrap} ({type(error).__name__}: {error}); "
+                problem or f"cannot reach the Kafka broker at {bootstrap} ({type(error).__name__}: {error}); "
                 "is it running? (scripts/kafka start)"
             ) from error
         return await _create_missing(admin, partitions, names, timeout_seconds)
@@ -131,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap = args.bootstrap or settings.kafka_bootstrap or "127.0.0.1:9092"
     partitions = args.partitions or settings.kafka_partitions
     try:
-        result = asyncio.run(ensure_topics(bootstrap, partitions, TopicNames.from_settings(settings)))
+        result = asyncio.run(ensure_topics(bootstrap, partitions, TopicNames.from_settings(settings),
+                                           client_options=kafka_client_options(settings)))
     except (KafkaUnavailable, KafkaError, ValueError) as error:
         sys.stderr.write(f"kafka topics: error: {error}\n")
         return 1
