@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, FilePath, field_validator, model_validator
+from pydantic import AliasChoices, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipelines.context_window import DEFAULT_AFTER_SECONDS
@@ -66,6 +66,12 @@ class Settings(BaseSettings):
 
     # --- storage
     database_url: str | None = Field(default=None, validation_alias="RCA_DATABASE_URL")
+    # a streaming replica for list, detail, stats and similar reads (README "History: partitions, archival, read replica")
+    database_read_url: str | None = Field(default=None, validation_alias="RCA_DATABASE_READ_URL")
+    # incidents resolved longer ago than this move to the archive (the daily history job, `rca db archive`)
+    retention_days: int = Field(default=90, ge=1, le=36_500, validation_alias="RCA_RETENTION_DAYS")
+    # the ingress' history job (partitions ahead, archival) runs this often; 0: never (rca db archive only)
+    history_job_seconds: float = Field(default=86_400.0, ge=0, validation_alias="RCA_HISTORY_JOB_SECONDS")
 
     # --- streaming
     kafka_bootstrap: str | None = Field(default=None, validation_alias="RCA_KAFKA_BOOTSTRAP")
