@@ -24,7 +24,7 @@ serve: $(STAMP)
 # The whole suite: unit, Serve, integration (embedded PostgreSQL, a real Kafka broker) and the
 # evaluations on ../shared/datasets when present. Starts and stops the broker itself.
 test: $(STAMP)
-	-scripts/install-prometheus
+	-scripts/install-prometheus --compose
 	-scripts/install-chromium
 	scripts/kafka start
 	@status=0; PATH="$(CURDIR)/$(BIN):$$PATH" \

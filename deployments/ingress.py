@@ -60,6 +60,7 @@ from pipelines.schemas import (
 from pipelines.settings import Settings
 from pipelines.sources import build_sources, gather_context
 from pipelines.store import ApiKeyNotFound, IncidentNotFound, Store
+from pipelines.log_setup import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,7 @@ class Ingress:
         scorer: DeploymentHandle,
         reasoner: DeploymentHandle,
     ) -> None:
+        configure_logging(settings.log_level)
         self._settings = settings
         self._summarizer = summarizer
         self._scorer = scorer

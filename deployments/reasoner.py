@@ -14,6 +14,7 @@ from pipelines.reasoning import build_reasoner
 from pipelines.reasoning.base import Evidence, Verdict
 from pipelines.runbooks import Runbooks
 from pipelines.settings import Settings
+from pipelines.log_setup import configure_logging
 
 AUTOSCALING: dict[str, Any] = {
     "min_replicas": 1,
@@ -34,6 +35,7 @@ AUTOSCALING: dict[str, Any] = {
 )
 class Reasoner:
     def __init__(self, settings: Settings, runbooks: Runbooks | None = None) -> None:
+        configure_logging(settings.log_level)
         self._reasoner = build_reasoner(settings, runbooks)
 
     async def reason(self, evidence: Evidence) -> Verdict:

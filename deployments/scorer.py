@@ -11,6 +11,7 @@ from typing import Any
 from ray import serve
 
 from anomaly import AnomalyReport, Digest, MetricFrame, score_anomalies
+from pipelines.log_setup import configure_logging
 
 AUTOSCALING: dict[str, Any] = {
     "min_replicas": 1,
@@ -30,6 +31,9 @@ AUTOSCALING: dict[str, Any] = {
     max_ongoing_requests=4,
 )
 class AnomalyScorer:
+    def __init__(self, log_level: str = "INFO") -> None:
+        configure_logging(log_level)
+
     def score(
         self,
         window: Digest,

@@ -14,6 +14,7 @@ from typing import Any
 from ray import serve
 
 from anomaly import Digest
+from pipelines.log_setup import configure_logging
 from pipelines.pipeline import Chunk, digest_chunk
 
 # The delays and the 1 s metrics interval are the knobs measured to work in Ray 2.60
@@ -36,7 +37,8 @@ AUTOSCALING: dict[str, Any] = {
     max_ongoing_requests=4,
 )
 class Summarizer:
-    def __init__(self, max_line_bytes: int = 65_536) -> None:
+    def __init__(self, max_line_bytes: int = 65_536, log_level: str = "INFO") -> None:
+        configure_logging(log_level)
         self._max_line_bytes = max_line_bytes
 
     def summarize_chunk(self, chunk: Chunk) -> Digest:

@@ -67,10 +67,10 @@ def build_app(
         raise ValueError(f"no stage deployment named {', '.join(sorted(unknown))}; the stages are {', '.join(STAGES)}")
     summarizer = Summarizer.options(
         autoscaling_config=summarizer_autoscaling(settings, **extra.get("Summarizer", {})), **more.get("Summarizer", {})
-    ).bind(settings.max_line_bytes)
+    ).bind(settings.max_line_bytes, settings.log_level)
     scorer = AnomalyScorer.options(
         autoscaling_config={**SCORER_AUTOSCALING, **extra.get("AnomalyScorer", {})}, **more.get("AnomalyScorer", {})
-    ).bind()
+    ).bind(settings.log_level)
     reasoner = Reasoner.options(
         autoscaling_config={**REASONER_AUTOSCALING, **extra.get("Reasoner", {})}, **more.get("Reasoner", {})
     ).bind(settings, runbooks)

@@ -61,10 +61,14 @@ def main() -> None:
 
 
 def _settings(**overrides: Any) -> Settings:
+    from pipelines.log_setup import configure_logging
+
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         raise CliError(f"configuration: {describe_validation_error(exc)}") from exc
+    configure_logging(settings.log_level)
+    return settings
 
 
 @contextmanager

@@ -36,6 +36,8 @@ DEFAULT_PROMETHEUS_QUERIES: dict[str, str] = {
 }
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 class Settings(BaseSettings):
     """Configuration of the analyzer; see the README's configuration table."""
 
@@ -55,6 +57,7 @@ class Settings(BaseSettings):
     llm_cost_per_1k_output_tokens: float | None = Field(default=None, ge=0, validation_alias="RCA_LLM_COST_PER_1K_OUTPUT")
 
     # --- general
+    # the level of this app's own loggers (anomaly, pipelines, deployments) in every process: README "Configuration"
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     # An alert's context (pipelines/context_window.py): INCIDENT_CONTEXT_WINDOW seconds before the
     # alert to RCA_CONTEXT_WAIT_SECONDS after it (the Kafka reader waits that long for late lines;
@@ -170,6 +173,16 @@ class Settings(BaseSettings):
     notify_backoff_max_seconds: float = Field(default=300.0, gt=0, validation_alias="RCA_NOTIFY_BACKOFF_MAX_SECONDS")
     notify_give_up_seconds: float = Field(default=86_400.0, gt=0, validation_alias="RCA_NOTIFY_GIVE_UP_SECONDS")
     notify_poll_seconds: float = Field(default=1.0, gt=0, validation_alias="RCA_NOTIFY_POLL_SECONDS")
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level == "WARN":
+            level = "WARNING"
+        if level not in LOG_LEVELS:
+            raise ValueError(f"LOG_LEVEL={value!r}: expected one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @field_validator("metrics_host")
     @classmethod
