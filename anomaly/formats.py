@@ -77,6 +77,8 @@ _DAY_MONTH_YEAR = (
 )
 #: Go's log package and nginx's error log: ``2025/03/14 10:22:00``
 _SLASHED_DATE = r"^\s*(\d{4})/(\d{2})/(\d{2})[ T]"
+#: a line that starts with a Tomcat/Java day-first time (``14-Mar-2025 10:22:00``); the header regex of the intake
+DAY_MONTH_YEAR_START = rf"\d{{1,2}}-{_MONTH}-\d{{4}} "
 #: a time shape other than ISO 8601 that ``iso_time_text`` rewrites
 OTHER_TIME_SHAPE = rf"^\s*(?:\d{{1,2}}[/-]{_MONTH}[/-]\d{{4}}[: ]\d|\d{{4}}/\d{{2}}/\d{{2}}[ T]\d)"
 #: the common log format's time in an access line: ``<client> <ident> <user> [<time>] "<request>"``

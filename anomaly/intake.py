@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from anomaly.formats import (
-    CLF_TIME, OTHER_TIME_SHAPE, iso_time_text, klog_level, on_rows, spring_app, strip_transport, with_syslog_year,
+    CLF_TIME, DAY_MONTH_YEAR_START, OTHER_TIME_SHAPE, iso_time_text, klog_level, on_rows, spring_app, strip_transport, with_syslog_year,
 )
 from anomaly.pods import is_pod_name, workload_expr
 from anomaly.records import LogRecord
@@ -247,7 +247,7 @@ def _parse_logfmt_rows(df: pl.DataFrame) -> pl.DataFrame:
 
 #: a plain line's header: timestamp, then maybe a level, then the message
 _HEADER = (
-    r"^\s*\[?(?P<ts>(?:\d{4}[-/]\d{2}[-/]\d{2}[T ]|\d{1,2}-(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-\d{4} )"
+    rf"^\s*\[?(?P<ts>(?:\d{{4}}[-/]\d{{2}}[-/]\d{{2}}[T ]|{DAY_MONTH_YEAR_START})"
     r"\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:\s?(?:Z|[+-]\d{2}:?\d{2}|UTC))?)\]?"
     r"\s*(?:\[?(?P<lvl>(?i:FATAL|CRITICAL|ERROR|WARN|WARNING|INFO|DEBUG|TRACE))\]?\s*[:\-]?\s+)?"
 )

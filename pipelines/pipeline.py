@@ -24,6 +24,7 @@ from pipelines.schemas import (
     LogEvent,
     LogInput,
     MetricSeries,
+    ranked,
 )
 
 # A chunk crosses process boundaries, so it is plain data: text lines or LogEvent dicts.
@@ -171,7 +172,7 @@ class AnalysisPipeline:
         verdict = await self._reason(evidence)
         timings["reason"] = time.perf_counter() - t
         # in the Analysis' order (it sorts by confidence), so evidence references index what is stored
-        hypotheses = sorted(verdict.hypotheses[:3], key=lambda h: h.confidence, reverse=True)
+        hypotheses = ranked(verdict.hypotheses[:3])
         cited = citations.cite(hypotheses, window, baseline_digest, window_metrics, baseline_metrics,
                                evidence.spans, evidence.baseline_spans)
         timings["total"] = time.perf_counter() - started

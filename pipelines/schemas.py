@@ -503,6 +503,11 @@ class TimeRange(BaseModel):
     lines: int = Field(ge=0)
 
 
+def ranked(hypotheses: list[Hypothesis]) -> list[Hypothesis]:
+    """Hypotheses in the order an analysis stores them: most confident first (stable for ties)."""
+    return sorted(hypotheses, key=lambda h: h.confidence, reverse=True)
+
+
 class Analysis(BaseModel):
     """The answer to one incident: the contract of DESIGN.md."""
 
@@ -534,7 +539,7 @@ class Analysis(BaseModel):
 
     @model_validator(mode="after")
     def _ranked(self) -> "Analysis":
-        self.hypotheses.sort(key=lambda h: h.confidence, reverse=True)
+        self.hypotheses = ranked(self.hypotheses)
         return self
 
 
