@@ -355,3 +355,34 @@ def test_an_idle_pod_waking_up_is_not_cpu_contention() -> None:
     hot = {**busy, ("ticket-office", "cpu_usage_millicores"): [(T0 + j * 60, 400.0 if j >= 3 else 0.01) for j in range(5)]}
     evidence = _evidence(_digest(_normal(T0 - 60)), _digest(_normal(T0 - 600)), metrics=hot, baseline_metrics=baseline)
     assert "ticket-office" in {f.service for f in MetricDeviationSignal().findings(evidence)}
+
+
+def test_a_complaint_about_a_callee_that_keeps_serving_is_weak_evidence_against_the_caller() -> None:
+    """The call failed somewhere between orders and payments (discovery, a client pool, the path):
+    orders keeps only a part of the blame an error of its own would carry, and payments none."""
+    serving = [
+        Span(trace_id=f"s{i}", span_id=f"s{i}p", parent_id=None, service="payments", operation="POST /pay", start=T0 + 1 + i, duration_ms=5.0)
+        for i in range(30)
+    ]
+
+    def orders_strength(message: str) -> float:
+        rows = _normal(T0 - 60) + [("orders", "ERROR", message.format(i=i), T0 + 1 + i) for i in range(30)]
+        findings = LogTemplateSignal().findings(_evidence(_digest(rows), _digest(_normal(T0 - 600)), spans=serving))
+        assert "payments" not in {f.service for f in findings}
+        return next(f.strength for f in findings if f.service == "orders")
+
+    complaint = orders_strength("call failed: No instances available for payments-service (order {i})")
+    own_error = orders_strength("call failed: NullPointerException in OrderValidator (order {i})")
+    assert 0 < complaint < 0.5 * own_error
+
+
+def test_a_line_half_the_requests_wrote_is_weaker_evidence_than_one_every_request_wrote() -> None:
+    """A line every span of an operation wrote is its code path; one that half wrote is a branch the
+    data takes, whose share moves with the traffic: its vanishing counts in proportion (enough
+    requests that both shifts are certain)."""
+    spans, rows = _traced(T0 - 200, 200, broken_after=T0)
+    every = LogPatternSignal().findings(_evidence(_digest(rows), _digest(_normal(T0 - 600)), spans=spans))
+    half_rows = [r for r in rows if not (r[0] == "routes" and int(re.search(r"RouteId: r(\d+)", r[2]).group(1)) % 2)]
+    half = LogPatternSignal().findings(_evidence(_digest(half_rows), _digest(_normal(T0 - 600)), spans=spans))
+    assert [f.service for f in every] == [f.service for f in half] == ["routes"]
+    assert 0 < half[0].strength <= 0.55 * every[0].strength

@@ -4,7 +4,9 @@ An error template (error level, an exception, or error words) counts for a servi
 service logs it clearly more often than the baseline would predict at the window's volume;
 a template absent from the baseline counts more. A caller's error that names another
 service (``catch price exception``, ``http://payment:8080 ... 503``) mostly blames the named
-one: the caller suffers, the callee causes. Normal templates of a service that vanish from
+one: the caller suffers, the callee causes. When every service it names keeps serving others
+(its spans show it answering), the failure lies between them (discovery, the caller's client
+pool, the path): the complaint is weak evidence against the caller and none against them. Normal templates of a service that vanish from
 the window are weak evidence of their own (the code path stopped early).
 """
 
@@ -260,8 +262,15 @@ def _blamed(g: _Grown, serving: set[str], resource_owners: dict[str, set[str]]) 
         if kind is not None and owners and kind.is_client_report(g.words):
             return _split(g.owner, owners, f"logged by {g.owner}, a client of the failing resource; ")
     blames_named = all(KINDS_BY_NAME[k].blames_named for k in g.kinds if k in KINDS_BY_NAME)
-    callees = g.named - {g.owner} - serving if blames_named else set()
-    return _split(g.owner, callees, f"logged by {g.owner}, ") if callees else [(g.owner, 1.0, "")]
+    callees = g.named - {g.owner} if blames_named else set()
+    if not callees:
+        return [(g.owner, 1.0, "")]
+    failing = callees - serving
+    if failing:
+        return _split(g.owner, failing, f"logged by {g.owner}, ")
+    # every callee it names keeps serving others: the failure lies between them (discovery, the
+    # client's pool, the path), so the complaint is weak evidence against the logger and none against them
+    return [(g.owner, 1.0 - CAUSE_SHARE, f"names {', '.join(sorted(callees))}, which keep serving; ")]
 
 
 def _split(owner: str, causes: set[str], why: str) -> list[tuple[str, float, str]]:

@@ -20,7 +20,10 @@ of them can vanish alone.
 Only the direction a fault takes counts: a normal line that vanishes. A line that comes back
 is a recovery. An error line that appears is the log signal's evidence (``log_templates.py``)
 and is not counted twice. A line whose share merely moves (half the requests take another
-branch), or that few requests write at all, is the workload or the data, not a fault.
+branch), or that few requests write at all, is the workload or the data, not a fault. A line
+that vanishes counts in proportion to the share of the operation's spans that wrote it: a line
+every span wrote is the operation's code path; one that half of them wrote is a branch the
+data takes, whose share can change with the traffic (the baseline is another time's traffic).
 
 It needs log lines that carry their span id (``Digest.span_templates``) and spans; without
 either it finds nothing. Spans too close to a window's edges are skipped: their logs or
@@ -86,7 +89,7 @@ class LogPatternSignal:
                         continue
                     if usual is not None and abs(usual - before / n_ref) > abs(usual - after / n_now):
                         continue  # the baseline looks like "after": the window began unusual and went back
-                    strength = saturate(abs(z) - MIN_Z, Z_SCALE)
+                    strength = saturate(abs(z) - MIN_Z, Z_SCALE) * before / n_ref
                     if strength <= best.get(op[0], (0.0, ""))[0]:
                         continue
                     text = template.text if template is not None else tid
