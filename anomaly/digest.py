@@ -2,7 +2,7 @@
 
 A ``Digest`` keeps, per distinct masked message (a *shape*), its count, first/last
 time, a few raw samples, and its counts by level, service, exception type and time
-bucket. Templates are mined from the set of shapes when asked for, so merging two
+bucket, and its error lines by service. Templates are mined from the set of shapes when asked for, so merging two
 digests (a union of shapes with summed counts) gives exactly the templates of one
 pass over all their lines, whatever the chunking or order. Memory follows the number
 of distinct shapes, not the number of lines.
@@ -14,11 +14,12 @@ import math
 import re
 from functools import lru_cache
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
+from anomaly.formats import ACCESS_SERVER_ERROR
 from anomaly.intake import SPAN_ID_PATTERN
 from anomaly.masking import mask_series
 from anomaly.records import LogRecord
@@ -41,6 +42,8 @@ NO_ERROR_WORDS = (
     r"(?i)\b(?:no|zero|without)\s+(?:errors?|failures?)\b"
     r"|\berr(?:or)?s?\b\s*[=:]?\s*(?:<nil>|nil|null|none|false)(?![\w<])"
 )
+#: levels (as the intake names them) that make a line an error line
+ERROR_LEVELS = ("ERROR", "FATAL")
 
 
 @dataclass
@@ -57,6 +60,26 @@ class TemplateStats:
     services: dict[str, int]
     exception_types: dict[str, int]
     is_error: bool
+    #: service ("" when unknown) -> lines that failed by themselves: logged at an error level, or an
+    #: access line answered 5xx. A template can mix them with normal lines (one access-log shape
+    #: for every status, one "request done status=<*>" line at INFO or ERROR by its status).
+    failures: dict[str, int] = field(default_factory=dict)
+    #: the template's words say error (an error word or an exception): every line of it is one
+    worded: bool = False
+
+    @property
+    def error_lines(self) -> int:
+        """Lines of this template that are errors."""
+        return self.count if self.worded else sum(self.failures.values())
+
+    @property
+    def error_share(self) -> float:
+        """The share of its lines that are errors."""
+        return self.error_lines / self.count if self.count else 0.0
+
+    def error_lines_of(self, service: str) -> int:
+        """Lines of this template that ``service`` logged as errors."""
+        return self.services.get(service, 0) if self.worded else self.failures.get(service, 0)
 
 
 _PLACEHOLDER = re.compile(r"<[A-Z*]+>")
@@ -86,7 +109,8 @@ BASELINE_PREFIX = "baseline:"
 #: at most this many (shape, span) links are kept per digest; later ones are counted as dropped
 MAX_SPAN_LINKS = 200_000
 #: side tables: shape -> key -> line count
-_SIDE = {"levels": "level", "services": "service", "exceptions": "exception", "buckets": "bucket", "spans": "span"}
+_SIDE = {"levels": "level", "services": "service", "exceptions": "exception", "buckets": "bucket", "spans": "span",
+         "failures": "service"}
 _SIDE_SCHEMA = {
     name: {"shape": pl.String, key: (pl.Float64 if key == "bucket" else pl.String), "n": pl.Int64}
     for name, key in _SIDE.items()
@@ -167,9 +191,11 @@ class Digest:
         # the first line names the event; a joined stack trace only adds exception types
         first = df.get_column("message").str.split_exact("\n", 1).struct.field("field_0")
         first = first.str.replace_all(TRACE_CONTEXT_PATTERN, "")
+        failed = pl.col("level").str.to_uppercase().is_in(ERROR_LEVELS).fill_null(False) | first.str.contains(ACCESS_SERVER_ERROR)
         df = df.with_columns(
             mask_series(first).alias("shape"),
             ((pl.col("timestamp") / bucket_seconds).floor() * bucket_seconds).alias("bucket"),
+            failed.alias("failed"),
         )
         digest.lines = df.height
         t = digest._tables
@@ -180,12 +206,15 @@ class Digest:
             pl.col("message").head(MAX_SAMPLES).str.slice(0, MAX_SAMPLE_CHARS).unique(maintain_order=True).alias("samples"),
         )
         for name, key in _SIDE.items():
-            if name == "exceptions":
+            if name in ("exceptions", "failures"):
                 continue
             col = key
             t[name] = (
                 df.filter(pl.col(col).is_not_null()).group_by("shape", col).agg(pl.len().cast(pl.Int64).alias("n"))
             )
+        t["failures"] = (
+            df.filter(pl.col("failed")).group_by("shape", pl.col("service").fill_null("")).agg(pl.len().cast(pl.Int64).alias("n"))
+        )
         t["exceptions"] = (
             df.filter(pl.col("message").str.contains(r"(?:Exception|Error|Throwable|Fault)\b"))
             .select("shape", pl.col("message").str.extract_all(EXCEPTION_PATTERN).list.unique().alias("exception"))
@@ -319,14 +348,16 @@ class Digest:
         levels = self._by_template("levels", "level", amap)
         services = self._by_template("services", "service", amap)
         exceptions = self._by_template("exceptions", "exception", amap)
+        failures = self._by_template("failures", "service", amap)
         out: dict[str, TemplateStats] = {}
         for tid, text, count, first, last, samples in agg.iter_rows():
-            lv = levels.get(tid, {})
             exc = exceptions.get(tid, {})
+            failed = failures.get(tid, {})
+            worded = bool(exc or error_words.search(no_error.sub(" ", text)))
             out[tid] = TemplateStats(
                 template_id=tid, text=text, count=count, first_seen=first, last_seen=last,
-                samples=list(samples), levels=lv, services=services.get(tid, {}), exception_types=exc,
-                is_error=bool(lv.get("ERROR", 0) + lv.get("FATAL", 0) or exc or error_words.search(no_error.sub(" ", text))),
+                samples=list(samples), levels=levels.get(tid, {}), services=services.get(tid, {}), exception_types=exc,
+                is_error=bool(worded or failed), failures=failed, worded=worded,
             )
         return out
 

@@ -81,6 +81,12 @@ _SLASHED_DATE = r"^\s*(\d{4})/(\d{2})/(\d{2})[ T]"
 DAY_MONTH_YEAR_START = rf"\d{{1,2}}-{_MONTH}-\d{{4}} "
 #: a time shape other than ISO 8601 that ``iso_time_text`` rewrites
 OTHER_TIME_SHAPE = rf"^\s*(?:\d{{1,2}}[/-]{_MONTH}[/-]\d{{4}}[: ]\d|\d{{4}}/\d{{2}}/\d{{2}}[ T]\d)"
+_HTTP_REQUEST = r"(?:GET|HEAD|POST|PUT|DELETE|PATCH|OPTIONS|CONNECT|TRACE) [^\"]*"
+_STATUS_FIELD = r"\b(?:status|status_?code|statusCode|response_?code|http_?status)[\"']?\s*[:=]\s*[\"']?"
+#: an access-log line: the quoted request line and its status, or a status field
+ACCESS_STATUS = rf"\"(?P<request>{_HTTP_REQUEST})\" (?P<status>\d{{3}})\b|{_STATUS_FIELD}(?P<field>\d{{3}})\b"
+#: the same line answered with a server error (5xx, RFC 9110 section 15.6): the server failed the request
+ACCESS_SERVER_ERROR = rf"\"{_HTTP_REQUEST}\" 5\d\d\b|{_STATUS_FIELD}5\d\d\b"
 #: the common log format's time in an access line: ``<client> <ident> <user> [<time>] "<request>"``
 CLF_TIME = rf'^\S+ \S+ \S+ \[(\d{{1,2}}/{_MONTH}/\d{{4}}:\d{{2}}:\d{{2}}:\d{{2}}(?: [+-]\d{{4}})?)\] "'
 

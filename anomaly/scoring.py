@@ -146,7 +146,7 @@ def _score_buckets(
     templates = window.templates
     for (b, counts), s in zip(wb.items(), scores):
         top = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
-        errors = sum(n for t, n in counts.items() if templates[t].is_error)
+        errors = round(sum(n * templates[t].error_share for t, n in counts.items()))
         items.append(
             ScoredItem(
                 kind="time_bucket", subject=_iso(b), score=round(float(s), 4), service=None,
@@ -180,8 +180,7 @@ def _score_templates(
         st = templates[t]
         cw = st.count
         cb = base_counts.get(t, 0)
-        err_share = (st.levels.get("ERROR", 0) + st.levels.get("FATAL", 0)) / max(1, cw)
-        err = 1.0 if st.is_error else 0.0
+        err = st.error_share
         novel = 1.0 if baseline is not None and cb == 0 else 0.0
         burst = _burst(per_bucket.get(t, []))
         if baseline is not None:
@@ -192,7 +191,7 @@ def _score_templates(
             surprise = _surprise(max(per_bucket.get(t, [cw])), float(np.median(per_bucket.get(t, [cw]))) + 1)
         rows.append([
             math.log1p(cw / span_w), math.log1p(cb / span_b), math.log1p(cw / span_w) - math.log1p(cb / span_b),
-            err, max(err_share, 1.0 if st.exception_types else 0.0), novel, math.log1p(burst),
+            err, max(err, 1.0 if st.exception_types else 0.0), novel, math.log1p(burst),
             math.log1p(cw / total_w * 1000),
         ])
         evidence.append((cw, cb, novel, surprise, err, burst))
@@ -241,11 +240,11 @@ def _score_services(window: Digest, baseline: Digest | None, scored: list[Scored
         for svc, counts in baseline.template_counts_by_service().items():
             bt = baseline.templates
             total = sum(counts.values())
-            base_err[svc] = sum(n for t, n in counts.items() if bt[t].is_error) / max(1, total)
+            base_err[svc] = sum(n * bt[t].error_share for t, n in counts.items()) / max(1, total)
     items = []
     for svc, entries in by_service.items():
         total = sum(n for _, _, n in entries)
-        errors = sum(n for _, it, n in entries if templates[it.template_id].is_error)
+        errors = sum(n * templates[it.template_id].error_share for _, it, n in entries)
         top = max(entries, key=lambda e: (e[0], e[2]))
         err_rate = errors / max(1, total)
         rise = max(0.0, err_rate - base_err.get(svc, 0.0))

@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 
 from anomaly.change_points import count_llr
 from anomaly.digest import BASELINE_PREFIX, Digest, TemplateStats
+from anomaly.formats import ACCESS_STATUS
 from anomaly.scoring import MetricFrame
 
 #: words of a quoted line (more are cut with an ellipsis); shrinks when the budget is tight
@@ -77,11 +78,7 @@ _PREFIXES = tuple(re.compile(p) for p in (
 _SUFFIX = re.compile(r"\s+\((?:[a-z]\w*\.)+[A-Z]\w*\)\s*$")  # Kafka's trailing (kafka.log.LocalLog)
 _JSON_MESSAGE = re.compile(r'"(?:event|message|msg|error|err)"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _LOGFMT_MESSAGE = re.compile(r'(?:^|\s)msg=(?:"((?:[^"\\]|\\.)*)"|(\S+))')
-#: an access-log line: the quoted request line and its status, or a status field
-_ACCESS = re.compile(
-    r"\"(?P<request>(?:GET|HEAD|POST|PUT|DELETE|PATCH|OPTIONS|CONNECT|TRACE) [^\"]*)\" (?P<status>\d{3})\b"
-    r"|\b(?:status|status_?code|statusCode|response_?code|http_?status)[\"']?\s*[:=]\s*[\"']?(?P<field>\d{3})\b"
-)
+_ACCESS = re.compile(ACCESS_STATUS)
 _EXCEPTION_LINE = re.compile(r"^\s*(?:Caused by: )?((?:[a-zA-Z_][\w$]*\.)*[A-Z][\w$]*(?:Exception|Error|Throwable|Fault))\b:?\s*(.*)$")
 _EXCEPTION_IN_LINE = re.compile(r"((?:[a-zA-Z_][\w$]*\.)*[A-Z][\w$]*(?:Exception|Error|Throwable|Fault))\b:?\s*(.*)$")
 _TRACE_EXCEPTION = re.compile(r"\n\s*(?:Caused by: )?(?:[a-zA-Z_][\w$]*\.)*[A-Z][\w$]*(?:Exception|Error|Throwable|Fault)\b")
@@ -215,7 +212,7 @@ def _judge(t: TemplateStats) -> tuple[bool, tuple[int, list[int], str] | None]:
     if not seen:
         quiet = bool(t.levels) and set(t.levels) <= _QUIET_LEVELS and not t.exception_types
         return t.is_error and not quiet, None
-    errors = t.levels.get("ERROR", 0) + t.levels.get("FATAL", 0)
+    errors = t.error_lines
     statuses = sorted({s for s, _ in seen})
     failed = [r for s, r in seen if s >= 500]
     request = failed[0] if failed else seen[0][1]

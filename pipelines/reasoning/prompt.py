@@ -187,7 +187,7 @@ def _anomaly_items(evidence: Evidence) -> list[dict[str, Any]]:
 def _template_items(evidence: Evidence) -> list[dict[str, Any]]:
     digest = evidence.digest
     templates = list(getattr(digest, "templates", {}).values()) if digest is not None else []
-    errors = sorted((t for t in templates if t.is_error), key=lambda t: -t.count)
+    errors = sorted((t for t in templates if t.is_error), key=lambda t: -t.error_lines)
     items = []
     for t in errors[:MAX_TEMPLATES]:
         top_services = sorted(t.services.items(), key=lambda kv: -kv[1])[:3]
@@ -195,6 +195,7 @@ def _template_items(evidence: Evidence) -> list[dict[str, Any]]:
             {
                 "template": t.text,
                 "count": t.count,
+                "error_lines": t.error_lines,
                 "services": dict(top_services),
                 "exceptions": dict(sorted(t.exception_types.items(), key=lambda kv: -kv[1])[:3]),
                 "sample": t.samples[0] if t.samples else "",

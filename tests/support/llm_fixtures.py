@@ -49,6 +49,8 @@ def _digest(lines: list[tuple[str, str, str, float]]) -> SimpleDigest:
             t.samples.append(message)
         t.levels[level] = t.levels.get(level, 0) + 1
         t.services[service] = t.services.get(service, 0) + 1
+        if level == "ERROR":
+            t.failures[service] = t.failures.get(service, 0) + 1
         for e in t.exception_types:
             t.exception_types[e] += 1
         digest.services[service] = digest.services.get(service, 0) + 1

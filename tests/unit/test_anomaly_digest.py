@@ -220,3 +220,27 @@ def test_words_that_say_there_was_no_error_do_not_make_an_error_template():
     flagged = {t.samples[0]: t.is_error for t in templates}
     assert [flagged[m] for m in said] == [False] * len(said)
     assert [flagged[m] for m in failed] == [True] * len(failed)
+
+
+def _access(status: int, i: int) -> str:
+    return f'10.0.0.{i % 9} - - [01/Dec/2025:11:25:{i % 60:02d} +0000] "GET /api/cart/{i} HTTP/1.1" {status} {500 + i} "-" "curl/8.5"'
+
+
+def test_a_template_that_mixes_failed_and_normal_lines_counts_only_the_failed_as_errors():
+    """One access-log shape for every status, one "request done" line logged at INFO or ERROR by its
+    status: the template is an error template, and its error lines are the 5xx or ERROR ones."""
+    records = [LogRecord(message=_access(200, i), timestamp=1_700_000_000.0 + i, service="web") for i in range(50)]
+    records += [LogRecord(message=_access(502, i), timestamp=1_700_000_000.0 + i, service="web") for i in range(12)]
+    records += [LogRecord(message=_access(404, i), timestamp=1_700_000_000.0 + i, service="web") for i in range(5)]
+    records += [LogRecord(message=f"request done status={500 if i % 3 == 0 else 200} path=/pay/{i}", timestamp=1_700_000_000.0 + i,
+                          level="ERROR" if i % 3 == 0 else "INFO", service="pay") for i in range(12)]
+    digest = Digest.from_records(records)
+    by_service = {next(iter(t.services)): t for t in digest.templates.values()}
+    web, pay = by_service["web"], by_service["pay"]
+    assert (web.count, web.error_lines, web.failures, web.is_error) == (67, 12, {"web": 12}, True)
+    assert (pay.count, pay.error_lines, pay.error_lines_of("pay"), pay.is_error) == (12, 4, 4, True)
+    words = Digest.from_records([LogRecord(message=f"upstream timed out for order {i}", timestamp=1.0, level="WARN", service="web")
+                                 for i in range(5)])
+    assert [t.error_lines for t in words.templates.values()] == [5]  # its words say error: every line is one
+    twice = Digest.from_dict(json.loads(json.dumps(digest.to_dict()))).merge(digest)
+    assert {t.error_lines for t in twice.templates.values()} == {24, 8}

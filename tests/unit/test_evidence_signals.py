@@ -386,3 +386,19 @@ def test_a_line_half_the_requests_wrote_is_weaker_evidence_than_one_every_reques
     half = LogPatternSignal().findings(_evidence(_digest(half_rows), _digest(_normal(T0 - 600)), spans=spans))
     assert [f.service for f in every] == [f.service for f in half] == ["routes"]
     assert 0 < half[0].strength <= 0.55 * every[0].strength
+def test_server_errors_inside_an_access_log_template_are_found_when_they_grow() -> None:
+    """The ingress logs every request in one shape; 5xx answers of the checkout path grow from none
+    to one in four while the line count stays the same: the grown error lines name the ingress."""
+
+    def access(start: float, failing_every: int | None) -> list[tuple[str, str, str, float]]:
+        rows = _normal(start)
+        for i in range(160):
+            status = 503 if failing_every and i % failing_every == 0 else 200
+            rows.append(("ingress", "INFO", f'10.1.0.{i % 7} - - "POST /api/checkout/{i} HTTP/1.1" {status} {90 + i} "-" "okhttp/4"', start + i * 0.5))
+        return rows
+
+    evidence = _evidence(_digest(access(T0 - 60, 4)), _digest(access(T0 - 600, None)))
+    findings = LogTemplateSignal().findings(evidence)
+    assert [f.service for f in findings] == ["ingress"]
+    assert "x40 " in findings[0].evidence  # the 40 failed requests, not the 160 lines of the shape
+    assert LogTemplateSignal().findings(_evidence(_digest(access(T0 - 60, None)), _digest(access(T0 - 600, None)))) == []

@@ -131,14 +131,15 @@ def dns_servers(digest: Digest) -> set[str]:
     return named
 
 
-def _baseline_seen(evidence: Evidence) -> tuple[dict[str, int], float]:
-    """Lines per template text in the baseline (empty without one), and the window's volume over the baseline's."""
+def _baseline_seen(evidence: Evidence, *, errors_only: bool = False) -> tuple[dict[str, int], float]:
+    """Lines (error lines only, when asked) per template text in the baseline (empty without one),
+    and the window's volume over the baseline's."""
     baseline = evidence.baseline_digest
     seen: dict[str, int] = defaultdict(int)
     if baseline is None or not baseline.lines:
         return seen, 1.0
     for t in baseline.templates.values():
-        seen[t.text] += t.count
+        seen[t.text] += t.error_lines if errors_only else t.count
     return seen, evidence.digest.lines / baseline.lines
 
 
@@ -148,17 +149,17 @@ def template_weights(evidence: Evidence, onset: dict[str, float]) -> dict[str, f
     digest = evidence.digest
     baseline = evidence.baseline_digest
     has_baseline = baseline is not None and baseline.lines > 0
-    seen, scale = _baseline_seen(evidence)
+    seen, scale = _baseline_seen(evidence, errors_only=True)
     flagged = {i.template_id: i.score for i in evidence.report.templates if i.template_id}
     out = {}
     for tid, t in digest.templates.items():
-        if not t.is_error or t.count < MIN_ERROR_LINES:
+        if not t.is_error or t.error_lines < MIN_ERROR_LINES:
             continue
         if has_baseline:
-            excess = t.count - GROWTH_FACTOR * seen[t.text] * scale
+            excess = t.error_lines - GROWTH_FACTOR * seen[t.text] * scale
             w = math.log1p(excess) * (NEW_TEMPLATE_BONUS if seen[t.text] == 0 else 1.0) if excess > 0 else 0.0
         else:
-            w = math.log1p(t.count) * flagged.get(tid, 0.0)
+            w = math.log1p(t.error_lines) * flagged.get(tid, 0.0)
         w *= onset.get(tid, 1.0)
         if w > 0:
             out[tid] = w
@@ -246,7 +247,7 @@ class DependencySignal:
                 if queries and _DNS_SERVER_SIDE.search(text):
                     dns_names |= {(q[0] or q[2]).lower() for q in queries}
                     dns_weight += w
-                    dns_lines += t.count
+                    dns_lines += t.error_lines
                     dns_proofs.append((w, _proof(t)))
                 continue  # the names in a DNS failure are what was looked up
             blamed: list[tuple[str, str]] = []
@@ -259,7 +260,7 @@ class DependencySignal:
                 if key[0] in t.services and len(t.services) == 1:
                     continue  # a service naming itself is not a dependency
                 weight[key] += w / len(blamed)
-                lines[key] += t.count
+                lines[key] += t.error_lines
                 proofs[key].append((w, _proof(t)))
 
         for (service, kind), w, n, proof in resource_owners(evidence, onset):

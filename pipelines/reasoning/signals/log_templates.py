@@ -38,13 +38,14 @@ _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*[A-Za-z0-9]")
 _SERVICE_WORDS = re.compile(r"(?i)(?:service|svc|server|api|client|db)$")
 
 
-def _baseline_counts(baseline: Digest | None) -> dict[tuple[str, str], int]:
+def _baseline_counts(baseline: Digest | None, *, errors_only: bool = False) -> dict[tuple[str, str], int]:
+    """(service, template text) -> the baseline's lines (its error lines only, when asked)."""
     counts: dict[tuple[str, str], int] = defaultdict(int)
     if baseline is None:
         return counts
     for t in baseline.templates.values():
-        for service, n in t.services.items():
-            counts[(service or "", t.text)] += n
+        for service in t.services:
+            counts[(service or "", t.text)] += t.error_lines_of(service) if errors_only else t.services[service]
     return counts
 
 
@@ -142,6 +143,7 @@ class LogTemplateSignal:
         if digest is None or not digest.lines:
             return []
         base = _baseline_counts(evidence.baseline_digest)
+        base_errors = _baseline_counts(evidence.baseline_digest, errors_only=True)
         has_baseline = evidence.baseline_digest is not None and evidence.baseline_digest.lines > 0
         scale = digest.lines / evidence.baseline_digest.lines if has_baseline else 1.0
         flagged = {i.template_id: i.score for i in evidence.report.templates if i.template_id}
@@ -159,10 +161,11 @@ class LogTemplateSignal:
             words = " ".join([t.text, *t.samples[:2], *t.exception_types])
             found = kinds_in(words) or ["code_exception"]
             named = named_services(t, known)
-            for owner, n in t.services.items():
-                if not owner:
+            for owner in t.services:
+                n = t.error_lines_of(owner)  # a template may mix error lines with normal ones
+                if not owner or not n:
                     continue
-                seen = base.get((owner, t.text), 0)
+                seen = base_errors.get((owner, t.text), 0)
                 if has_baseline:
                     excess = n - GROWTH_FACTOR * seen * scale
                     if excess <= 0 or n < MIN_ERROR_LINES:
