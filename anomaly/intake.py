@@ -58,14 +58,19 @@ MAX_FUTURE_SECONDS = 86_400.0
 #: ``kubernetes.pod_name`` are found by their last name).
 _JSON_KEYS = {
     "log": ("log",),
-    # structlog's ``event``, Serilog's compact ``@m``, GELF's ``short_message``
-    "message": ("message", "msg", "MESSAGE", "Message", "text", "event", "@m", "short_message"),
-    "level": ("level", "severity", "lvl", "loglevel", "levelname", "Level", "@l"),
+    # structlog's ``event``, Serilog's compact ``@m``, GELF's ``short_message``, Google Cloud
+    # Logging's ``textPayload``
+    "message": ("message", "msg", "MESSAGE", "Message", "text", "event", "@m", "short_message", "textPayload"),
+    # Datadog's log export calls the level ``status`` (last: elsewhere it is often an HTTP status,
+    # which names no level and is left out)
+    "level": ("level", "severity", "lvl", "loglevel", "levelname", "Level", "@l", "status"),
     # python-json-logger's ``asctime``, Envoy's and Istio's access log ``start_time``, Serilog's ``@t``,
     # log4j2's ``timeMillis``, nginx JSON access logs' ``time_iso8601`` / ``time_local``
     "time": ("time", "timestamp", "@timestamp", "ts", "datetime", "date", "asctime", "start_time", "@t",
              "timeMillis", "Timestamp", "eventTime", "time_iso8601", "time_local"),
-    "service": ("service", "service.name", "app", "application", "container_name"),
+    "service": ("service", "service.name", "app", "application"),
+    # a container's name is often generic (``server``, ``app``): the pod's workload comes before it
+    "container": ("container_name",),
     "pod": ("pod", "pod_name", "hostname", "host"),
     # the weakest hint: a logger's name (pino's ``name`` is the service; ``cart.api`` names ``cart``)
     "logger": ("logger", "name", "logger_name"),
@@ -144,13 +149,24 @@ _on_rows = on_rows
 
 
 _NESTED = ("kubernetes", "resource", "fields")
+#: app labels as Kubernetes metadata carries them (Fluent Bit and Vector under ``kubernetes``, Cloud
+#: Logging's ``labels`` with its ``k8s-pod/`` prefix and ``/`` in a key written ``_``)
+_APP_LABELS = ("app", "app.kubernetes.io/name", "k8s-app", "k8s-pod/app", "k8s-pod/app_kubernetes_io/name")
+_LABELS = pl.Struct({k: pl.String for k in _APP_LABELS})
+_NESTED_FIELDS = {k: pl.String for k in ("pod_name", "container_name", "pod", "container", "service")}
+#: the extra metadata each wrapper may carry: Kubernetes labels, or (Cloud Logging's
+#: ``resource.labels`` of a ``k8s_container``) the pod and container
+_NESTED_EXTRA = {
+    "kubernetes": {"labels": _LABELS, "pod_labels": _LABELS},
+    "resource": {"labels": pl.Struct({"pod_name": pl.String, "container_name": pl.String})},
+    "fields": {},
+}
 #: docker json-file's ``attrs``: the compose service a container runs
 _COMPOSE_LABEL = "com.docker.compose.service"
 _JSON_SCHEMA = pl.Struct(
     {k: pl.String for keys in _JSON_KEYS.values() for k in keys if "." not in k}
-    | {n: pl.Struct({k: pl.String for k in ("pod_name", "container_name", "pod", "container", "service")})
-       for n in _NESTED}
-    | {"stream": pl.String, "attrs": pl.Struct({_COMPOSE_LABEL: pl.String})}
+    | {n: pl.Struct(_NESTED_FIELDS | _NESTED_EXTRA[n]) for n in _NESTED}
+    | {"stream": pl.String, "attrs": pl.Struct({_COMPOSE_LABEL: pl.String}), "labels": _LABELS}
 )
 
 
@@ -166,13 +182,20 @@ def _json_decoded(df: pl.DataFrame) -> pl.DataFrame | None:
         cols += [pl.col(n).struct.field(f) for n in _NESTED for f in nested]
         return pl.coalesce(cols)
 
+    def app_label() -> pl.Expr:
+        holders = [pl.col("labels")] + [pl.col("kubernetes").struct.field(f) for f in ("labels", "pod_labels")]
+        return pl.coalesce([h.struct.field(k) for k in _APP_LABELS for h in holders])
+
+    resource = pl.col("resource").struct.field("labels")
+
     fields = dec.select(
         first(_JSON_KEYS["log"]).alias("j_log"),
         first(_JSON_KEYS["message"]).alias("j_msg"),
         first(_JSON_KEYS["level"]).alias("j_level"),
         first(_JSON_KEYS["time"]).alias("j_time"),
-        first(_JSON_KEYS["service"], ("container_name", "container", "service")).alias("j_service"),
-        first(_JSON_KEYS["pod"], ("pod_name", "pod")).alias("j_pod"),
+        pl.coalesce(first(_JSON_KEYS["service"], ("service",)), app_label()).alias("j_service"),
+        pl.coalesce(first(_JSON_KEYS["container"], ("container_name", "container")), resource.struct.field("container_name")).alias("j_container"),
+        pl.coalesce(first(_JSON_KEYS["pod"], ("pod_name", "pod")), resource.struct.field("pod_name")).alias("j_pod"),
         first(_JSON_KEYS["error"]).alias("j_error"),
         first(_JSON_KEYS["logger"]).alias("j_logger"),
         pl.col("stream").alias("j_stream"),
@@ -181,22 +204,39 @@ def _json_decoded(df: pl.DataFrame) -> pl.DataFrame | None:
     return pl.concat([df, fields], how="horizontal")
 
 
+_J_COLUMNS = ("j_log", "j_msg", "j_level", "j_time", "j_service", "j_container", "j_pod", "j_error", "j_logger", "j_stream", "j_compose")
+
+
+def _json_fields_by_regex(df: pl.DataFrame) -> pl.DataFrame:
+    """The ``j_*`` columns read by key name anywhere in the object (``_json_field``)."""
+    return df.drop([c for c in _J_COLUMNS if c in df.columns]).with_columns(
+        _json_field(_JSON_KEYS["log"], unescape=True).alias("j_log"),
+        _json_field(_JSON_KEYS["message"], unescape=True).alias("j_msg"),
+        _json_field(_JSON_KEYS["level"]).alias("j_level"),
+        _json_field(_JSON_KEYS["time"], numbers=True).alias("j_time"),
+        _json_field(_JSON_KEYS["service"] + _APP_LABELS).alias("j_service"),
+        _json_field(_JSON_KEYS["container"]).alias("j_container"),
+        _json_field(_JSON_KEYS["pod"]).alias("j_pod"),
+        _json_field(_JSON_KEYS["error"], unescape=True).alias("j_error"),
+        _json_field(_JSON_KEYS["logger"]).alias("j_logger"),
+        _json_field(("stream",)).alias("j_stream"),
+        _json_field((_COMPOSE_LABEL,)).alias("j_compose"),
+    )
+
+
 def _parse_json_rows(df: pl.DataFrame) -> pl.DataFrame:
-    """Fill message/level/time/service/pod from JSON objects; docker's ``log`` is unwrapped."""
+    """Fill message/level/time/service/pod from JSON objects; docker's ``log`` is unwrapped.
+
+    The decoder reads the usual top-level and Kubernetes-metadata keys in one pass. Rows where it
+    finds neither a message nor a docker ``log`` keep the event one level down (an Elasticsearch
+    hit's ``_source``, Datadog's ``attributes``, Cloud Logging's ``jsonPayload``), or do not fit
+    its schema at all: their keys are read by name wherever they are.
+    """
     js = _json_decoded(df)
     if js is None:  # malformed or oddly typed rows: the per-field regex path copes with them
-        js = df.with_columns(
-            _json_field(_JSON_KEYS["log"], unescape=True).alias("j_log"),
-            _json_field(_JSON_KEYS["message"], unescape=True).alias("j_msg"),
-            _json_field(_JSON_KEYS["level"]).alias("j_level"),
-            _json_field(_JSON_KEYS["time"], numbers=True).alias("j_time"),
-            _json_field(_JSON_KEYS["service"]).alias("j_service"),
-            _json_field(_JSON_KEYS["pod"]).alias("j_pod"),
-            _json_field(_JSON_KEYS["error"], unescape=True).alias("j_error"),
-            _json_field(_JSON_KEYS["logger"]).alias("j_logger"),
-            _json_field(("stream",)).alias("j_stream"),
-            _json_field((_COMPOSE_LABEL,)).alias("j_compose"),
-        )
+        js = _json_fields_by_regex(df)
+    else:
+        js = on_rows(js, pl.col("j_log").is_null() & pl.col("j_msg").is_null(), _json_fields_by_regex)
     return js.with_columns(
         # docker wrapper: the inner text is parsed again as a line of its own
         pl.when(pl.col("j_log").is_not_null()).then(pl.col("j_log").str.strip_chars_end("\r\n"))
@@ -208,11 +248,12 @@ def _parse_json_rows(df: pl.DataFrame) -> pl.DataFrame:
         pl.coalesce("time", "j_time").alias("time"),
         pl.coalesce("service", "j_compose", "j_service").alias("service"),
         pl.coalesce("pod", "j_pod").alias("pod"),
+        pl.coalesce("container", "j_container").alias("container"),
         pl.coalesce("_logger", "j_logger").alias("_logger"),
         # the stream a docker-wrapped line came from: its trace lines are joined within it
         pl.coalesce("_src", pl.when(pl.col("j_log").is_not_null()).then(
             pl.concat_str(["j_compose", "j_stream"], separator="/", ignore_nulls=True))).alias("_src"),
-    ).drop("j_log", "j_msg", "j_level", "j_time", "j_service", "j_pod", "j_error", "j_logger", "j_stream", "j_compose")
+    ).drop(*_J_COLUMNS)
 
 
 def _with_error(message: pl.Expr, error: pl.Expr) -> pl.Expr:

@@ -206,3 +206,38 @@ def test_a_hyphenated_name_after_the_level_is_the_writer():
     assert one("2025-01-01T10:00:00Z WARN orders-service: retrying charge").service == "orders-service"
     # a bare word after the level is the message's first word, not a service
     assert one("2025-01-01T10:00:00Z ERROR connection refused by peer").service is None
+
+
+def test_log_platform_exports_with_the_event_one_level_down():
+    """An Elasticsearch/OpenSearch hit (``_source``), a Datadog export (``attributes``, level in
+    ``status``), Google Cloud Logging (``jsonPayload`` or ``textPayload``, the pod in
+    ``resource.labels``, the app in ``labels["k8s-pod/app"]``), Fluent Bit and Vector Kubernetes
+    metadata (app labels before a generic container name)."""
+    es = one(json.dumps({"_index": "logs-2025.12.06", "_id": "a1", "_source": {
+        "@timestamp": "2025-12-06T10:00:00.123Z", "message": "timeout calling inventory", "level": "ERROR",
+        "kubernetes": {"pod_name": "cart-7d9f8b6c5-x2x9z", "container_name": "cart"}}}))
+    assert (es.message, es.level, es.service, es.pod, es.timestamp) == (
+        "timeout calling inventory", "ERROR", "cart", "cart-7d9f8b6c5-x2x9z", 1765015200.123)
+    dd = one(json.dumps({"id": "AQAA", "attributes": {"timestamp": "2025-12-06T10:00:00.123Z", "status": "error",
+                                                       "service": "checkout", "message": "failed to call payments"}}))
+    assert (dd.message, dd.level, dd.service) == ("failed to call payments", "ERROR", "checkout")
+    gcp = one(json.dumps({"insertId": "x1", "jsonPayload": {"message": "db timeout"}, "severity": "ERROR",
+                          "timestamp": "2025-12-06T10:00:00.5Z", "labels": {"k8s-pod/app": "frontend"},
+                          "resource": {"type": "k8s_container", "labels": {"pod_name": "frontend-6b8d9c7f5-qwert",
+                                                                          "container_name": "server", "namespace_name": "default"}}}))
+    assert (gcp.message, gcp.level, gcp.service, gcp.pod, gcp.container) == (
+        "db timeout", "ERROR", "frontend", "frontend-6b8d9c7f5-qwert", "server")
+    text = one(json.dumps({"textPayload": "dial tcp 10.0.0.5:6379: connect: connection refused", "severity": "ERROR",
+                           "timestamp": "2025-12-06T10:00:00Z",
+                           "resource": {"type": "k8s_container", "labels": {"pod_name": "cart-7d9f8b6c5-x2x9z", "container_name": "server"}}}))
+    assert (text.message, text.service, text.pod) == ("dial tcp 10.0.0.5:6379: connect: connection refused", "cart", "cart-7d9f8b6c5-x2x9z")
+    fluent = one(json.dumps({"date": 1765015200.25, "log": "2025-12-06 10:00:00 ERROR connection refused to orders-db:5432",
+                             "stream": "stderr", "kubernetes": {"pod_name": "web-7d9f8b6c5-x2x9z", "container_name": "server",
+                                                                "labels": {"app": "checkout"}}}))
+    assert (fluent.service, fluent.container, fluent.level) == ("checkout", "server", "ERROR")
+    vector = one(json.dumps({"message": "upstream timed out", "timestamp": "2025-12-06T10:00:00Z",
+                             "kubernetes": {"pod_name": "api-5c8d7f9b4-abcde", "container_name": "main",
+                                            "pod_labels": {"app.kubernetes.io/name": "public-api"}}}))
+    assert (vector.service, vector.container) == ("public-api", "main")
+    access = one(json.dumps({"time": "2025-12-06T10:00:00Z", "status": 503, "msg": "GET /x", "service": "edge"}))
+    assert (access.level, access.service) == (None, "edge")  # an HTTP status names no level
