@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipelines.schemas import Alert, AlertmanagerWebhook, Analysis, AnalyzeRequest, describe_validation_error
+from pipelines.schemas import Alert, AlertmanagerAlert, AlertmanagerWebhook, Analysis, AnalyzeRequest, describe_validation_error
 from pipelines.settings import Settings
 
 app = typer.Typer(help="Incident root-cause analyzer on Ray Serve.", no_args_is_help=True, add_completion=False)
@@ -315,8 +315,19 @@ def _read_json(path: Path, what: str) -> Any:
 
 
 def load_alert(path: Path) -> Alert:
-    """An alert file: our alert, an ``/analyze`` body with ``alert``, or an Alertmanager webhook (first alert)."""
+    """An alert file in any shape a user holds one in (the first alert where it holds several).
+
+    Our alert; an ``/analyze`` body with ``alert``; Alertmanager's webhook; one Alertmanager alert
+    (a webhook entry, or what ``amtool alert query -o json`` and ``/api/v2/alerts`` list);
+    Prometheus's ``/api/v1/alerts`` answer (``activeAt`` is when it started).
+    """
     data = _read_json(path, "--alert")
+    if isinstance(data, dict) and isinstance(data.get("data"), dict) and "alerts" in data["data"]:
+        data = data["data"]["alerts"]  # Prometheus: {"status": "success", "data": {"alerts": [...]}}
+    if isinstance(data, list):
+        if not data:
+            raise CliError(f"--alert {path}: the list holds no alert")
+        data = data[0]
     try:
         if isinstance(data, dict) and "alerts" in data:
             valid, rejected = AlertmanagerWebhook.model_validate(data).valid_alerts()
@@ -325,9 +336,24 @@ def load_alert(path: Path) -> Alert:
             return valid[0].to_alert()
         if isinstance(data, dict) and isinstance(data.get("alert"), dict):
             data = data["alert"]
+        if isinstance(data, dict) and "name" not in data and isinstance(data.get("labels"), dict) and (
+                "startsAt" in data or "activeAt" in data):
+            return AlertmanagerAlert.model_validate(_as_alertmanager_alert(data)).to_alert()
         return Alert.model_validate(data)
     except ValidationError as exc:
         raise CliError(f"--alert {path}: {describe_validation_error(exc)}") from exc
+
+
+def _as_alertmanager_alert(data: dict) -> dict:
+    """One alert as Alertmanager's webhook writes it: API v2's ``status: {state}`` and Prometheus's
+    ``state`` / ``activeAt`` say the same things in other words."""
+    status = data.get("status", data.get("state"))
+    if isinstance(status, dict):  # API v2: {"state": "active" | "suppressed" | "unprocessed", ...}
+        status = status.get("state")
+    out = dict(data, status="resolved" if status == "resolved" else "firing")
+    if "startsAt" not in out:
+        out["startsAt"] = data["activeAt"]
+    return out
 
 
 def _read_log_files(paths: list[Path], max_bytes: int) -> tuple[list[str], list[str]]:

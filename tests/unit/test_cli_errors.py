@@ -40,9 +40,21 @@ def test_alert_formats_accepted(tmp_path: Path) -> None:
     ours = {"name": "HighCPUUsage", "severity": "critical", "timestamp": "2024-01-07T10:30:00Z", "labels": {"service": "web"}}
     webhook = {"version": "4", "status": "firing", "alerts": [{"status": "firing", "startsAt": "2024-01-07T10:30:00Z",
                "labels": {"alertname": "HighCPUUsage", "service": "web", "severity": "critical"}}]}
-    for body in (ours, {"alert": ours}, webhook):
+    labels = {"alertname": "HighCPUUsage", "service": "web", "severity": "critical"}
+    one = {"labels": labels, "annotations": {"summary": "CPU above 90%"}, "startsAt": "2024-01-07T10:30:00Z"}
+    api_v2 = [dict(one, endsAt="2024-01-07T11:30:00Z", fingerprint="ab12", status={"state": "active", "silencedBy": []})]
+    prometheus = {"status": "success", "data": {"alerts": [
+        {"labels": labels, "annotations": {}, "state": "firing", "activeAt": "2024-01-07T10:30:00Z", "value": "9.3e-01"}]}}
+    for body in (ours, {"alert": ours}, webhook, one, api_v2, prometheus):
         alert = load_alert(_alert_file(tmp_path, json.dumps(body)))
         assert alert.name == "HighCPUUsage" and alert.service == "web" and alert.severity.value == "critical"
+        assert alert.timestamp.isoformat() == "2024-01-07T10:30:00+00:00" and alert.status == "firing"
+    resolved = load_alert(_alert_file(tmp_path, json.dumps(dict(one, status="resolved", endsAt="2024-01-07T10:40:00Z"))))
+    assert resolved.status == "resolved"
+    with pytest.raises(CliError, match="the list holds no alert"):
+        load_alert(_alert_file(tmp_path, "[]"))
+    with pytest.raises(CliError, match="alertname"):
+        load_alert(_alert_file(tmp_path, json.dumps({"labels": {"service": "web"}, "startsAt": "2024-01-07T10:30:00Z"})))
 
 
 def test_missing_files_and_unknown_scenario_exit_2(tmp_path: Path) -> None:
