@@ -356,10 +356,16 @@ def _as_alertmanager_alert(data: dict) -> dict:
     return out
 
 
-def _read_log_files(paths: list[Path], max_bytes: int) -> tuple[list[str], list[str]]:
-    from pipelines.sources.files import read_tail
+def _read_log_files(paths: list[Path], max_bytes: int) -> tuple[list[str | dict], list[str]]:
+    """The files' lines, and notes on what was left out or how a file was read.
 
-    lines: list[str] = []
+    A file none of whose lines names a service, under a name that names one (``orders.log``),
+    is read as that service's: its lines go on parsed, as events that carry it.
+    """
+    from anomaly.intake import parse_frame
+    from pipelines.sources.files import events_of, read_tail, service_of_file
+
+    lines: list[str | dict] = []
     notes: list[str] = []
     for path in paths:
         if not path.exists():
@@ -371,6 +377,11 @@ def _read_log_files(paths: list[Path], max_bytes: int) -> tuple[list[str], list[
             notes.append(read.error)
             continue
         notes.extend(read.notes(path, max_bytes))
+        service = service_of_file(path)
+        if service and read.lines and parse_frame(read.lines)[0].get_column("service").null_count() == len(read.lines):
+            lines.extend(e.model_dump(mode="json") for e in events_of(read.lines, service, path.name))
+            notes.append(f"{path.name}: no line names its service; read as {service}'s, from the file name")
+            continue
         lines.extend(read.lines)
     return lines, notes
 

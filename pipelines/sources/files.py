@@ -14,11 +14,14 @@ import codecs
 import gzip
 import json
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
+from anomaly.intake import parse_lines
+from anomaly.pods import workload_of_pod
 from pipelines.schemas import Alert, LogEvent
 from pipelines.sources.base import SourceResult, describe_error
 
@@ -160,6 +163,43 @@ def _gzip_tail(path: Path, max_bytes: int) -> tuple[bytes, int]:
             if len(keep) > max_bytes:
                 del keep[: len(keep) - max_bytes]
     return bytes(keep), total - len(keep)
+
+
+#: file names that say what kind of log a file holds, not whose (``app.log``, ``pods.log``,
+#: ``/var/log/messages``): general log-file naming habits, not one system's
+GENERIC_LOG_NAMES = frozenset({
+    "all", "access", "app", "application", "apps", "audit", "cluster", "combined", "container", "containers",
+    "daemon", "debug", "dump", "error", "errors", "event", "events", "export", "incident", "journal", "k8s",
+    "kern", "kernel", "kubernetes", "log", "logs", "main", "messages", "node", "nodes", "out", "output", "pod",
+    "pods", "server", "service", "services", "stderr", "stdout", "syslog", "system", "trace", "traces",
+})
+_LOG_SUFFIXES = (".gz", ".log", ".txt", ".json", ".jsonl", ".ndjson", ".out")
+_SERVICE_NAME = re.compile(r"[a-z][a-z0-9_.-]{0,62}")
+
+
+def service_of_file(path: Path) -> str | None:
+    """The service a log file's name gives, when it names one.
+
+    ``kubectl logs deploy/orders > orders.log`` leaves lines that name no service: the file name
+    is all that says whose they are. ``checkout-7d9f8b6c5-x2x9z.log.gz`` -> ``checkout`` (a pod
+    names its workload); ``app.log`` or ``pods.log`` name no service (``GENERIC_LOG_NAMES``).
+    """
+    stem = path.name.lower()
+    while stem.endswith(_LOG_SUFFIXES):
+        stem = stem[: stem.rindex(".")]
+    if not _SERVICE_NAME.fullmatch(stem) or stem in GENERIC_LOG_NAMES:
+        return None
+    return workload_of_pod(stem)
+
+
+def events_of(lines: list[str], service: str, file_name: str) -> list[LogEvent]:
+    """A file's lines read by the intake, with ``service`` for every line that names none."""
+    events = []
+    for r in parse_lines(lines, service=service).records:
+        labels = {"file": file_name} | ({"span_id": r.span_id} if r.span_id else {})
+        when = datetime.fromtimestamp(r.timestamp, tz=timezone.utc) if r.timestamp is not None else None
+        events.append(LogEvent(message=r.message, timestamp=when, service=r.service, pod=r.pod, level=r.level, labels=labels))
+    return events
 
 
 class FilesSource:

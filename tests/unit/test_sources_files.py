@@ -124,3 +124,26 @@ def test_an_empty_file_is_named(tmp_path) -> None:
         assert read.lines == [] and any("holds no log lines" in n for n in read.notes(tmp_path / name, 1000))
     (tmp_path / "one.log").write_text("2025-01-01T10:00:00Z INFO ok\n")
     assert read_tail(tmp_path / "one.log", 1000).notes(tmp_path / "one.log", 1000) == []
+
+
+def test_a_file_name_names_the_service_of_lines_that_name_none(tmp_path: Path) -> None:
+    """``kubectl logs deploy/orders > orders.log``: plain lines, and only the file says whose they are."""
+    from pipelines.cli import _read_log_files
+    from pipelines.sources.files import service_of_file
+
+    assert service_of_file(Path("orders.log")) == "orders"
+    assert service_of_file(Path("checkout-7d9f8b6c5-x2x9z.log.gz")) == "checkout"
+    assert [service_of_file(Path(n)) for n in ("app.log", "pods.log", "node.log", "events.json", "2025-12-06.log")] == [None] * 5
+    plain = tmp_path / "orders.log"
+    plain.write_text("2025-12-06T10:00:00Z ERROR Failed to load order 7: Read timed out\n2025-12-06T10:00:01Z INFO order 8 loaded\n")
+    prefixed = tmp_path / "cart.log"  # its lines name their service: the file name is not used
+    prefixed.write_text('2025-12-06T10:00:00Z {app="payments", pod="payments-6f7d8c9b5-abcde"} level=error msg="declined"\n')
+    generic = tmp_path / "app.log"
+    generic.write_text("2025-12-06T10:00:00Z ERROR boom\n")
+    entries, notes = _read_log_files([plain, prefixed, generic], 1 << 20)
+    events = [e for e in entries if isinstance(e, dict)]
+    assert [(e["service"], e["level"], e["message"]) for e in events] == [
+        ("orders", "ERROR", "Failed to load order 7: Read timed out"), ("orders", "INFO", "order 8 loaded")]
+    assert events[0]["timestamp"].startswith("2025-12-06T10:00:00") and events[0]["labels"] == {"file": "orders.log"}
+    assert [e for e in entries if isinstance(e, str)] == [prefixed.read_text().strip(), "2025-12-06T10:00:00Z ERROR boom"]
+    assert notes == ["orders.log: no line names its service; read as orders's, from the file name"]
