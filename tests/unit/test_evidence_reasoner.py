@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 from anomaly import AnomalyReport, Digest, LogRecord
 from pipelines.reasoning.base import Evidence
 from pipelines.reasoning.evidence import CONFIDENT, EvidenceReasoner, confidences_of
-from pipelines.reasoning.signals.dependencies import external_provider, is_external_host, pod_workload
+from pipelines.reasoning.signals.dependencies import pod_workload
+from pipelines.reasoning.signals.hosts import external_provider, is_external_host
 from pipelines.schemas import Alert, Category, RiskLevel
 
 T0 = 1_700_000_000.0

@@ -402,3 +402,16 @@ def test_server_errors_inside_an_access_log_template_are_found_when_they_grow() 
     assert [f.service for f in findings] == ["ingress"]
     assert "x40 " in findings[0].evidence  # the 40 failed requests, not the 160 lines of the shape
     assert LogTemplateSignal().findings(_evidence(_digest(access(T0 - 60, None)), _digest(access(T0 - 600, None)))) == []
+
+
+def test_a_peer_that_logs_nothing_is_named_by_the_host_and_port_its_callers_fail_on() -> None:
+    """orders times out on inventory:8080; inventory's own logs were not given (or it logs nothing)."""
+    window_rows = _normal(T0 - 60)
+    for i in range(40):
+        window_rows.append(("orders", "ERROR", f"Failed to load order {i}: java.net.SocketTimeoutException: Read timed out calling inventory:8080", T0 + 1 + i))
+    findings = LogTemplateSignal().findings(_evidence(_digest(window_rows), _digest(_normal(T0 - 600))))
+    strength = {f.service: f.strength for f in findings}
+    assert max(strength, key=strength.get) == "inventory" and strength["orders"] < strength["inventory"]
+    assert "logged by orders" in next(f.evidence for f in findings if f.service == "inventory")
+    quiet = [("orders", "INFO", f"listening on orders:8080, worker {i}", T0 + 1 + i) for i in range(40)]
+    assert LogTemplateSignal().findings(_evidence(_digest(_normal(T0 - 60) + quiet), _digest(_normal(T0 - 600)))) == []

@@ -11,7 +11,6 @@ failures of several names blame the DNS server instead, when the logs name one.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 from collections import defaultdict
@@ -20,21 +19,9 @@ from anomaly import Digest, TemplateStats
 from anomaly.pods import workload_of_pod
 from pipelines.reasoning.base import Evidence
 from pipelines.reasoning.signals.base import Finding, saturate
+from pipelines.reasoning.signals.hosts import DATABASE_KINDS, DNS_SERVER_NAMES, database_hosts, external_provider, workload_of
 from pipelines.reasoning.signals.lexicon import KINDS_BY_NAME, kinds_in
 from pipelines.reasoning.signals.log_templates import GROWTH_FACTOR, MIN_ERROR_LINES, NEW_TEMPLATE_BONUS, onset_factors
-
-#: default ports of databases and data stores (PostgreSQL, MySQL/MariaDB, MongoDB, Redis,
-#: Oracle, SQL Server, Cassandra, CockroachDB)
-DATABASE_PORTS = {"5432", "3306", "27017", "6379", "1521", "1433", "9042", "26257"}
-#: public top-level domains a provider's host name ends with (generic ones only: country codes
-#: such as .py, .rs, .sh collide with file names in log lines)
-PUBLIC_TLDS = {"com", "net", "org", "io", "co", "cloud", "dev", "app", "ai", "biz", "info"}
-#: suffixes of names that stay inside a cluster or a private network
-INTERNAL_SUFFIXES = (".svc", ".cluster.local", ".local", ".internal", ".localdomain", ".lan", ".home.arpa", ".consul")
-#: names DNS server software and Kubernetes give the cluster DNS
-DNS_SERVER_NAMES = ("coredns", "kube-dns", "node-local-dns", "nodelocaldns", "dnsmasq", "unbound")
-#: Java packages spelled like host names (``com.stripe.net``)
-_PACKAGE_PREFIXES = ("com.", "org.", "net.", "io.", "java.", "javax.", "jdk.", "sun.")
 
 #: weight of a dependency (summed template weights) that gives strength 0.63
 DEPENDENCY_SCALE = 4.0
@@ -45,76 +32,15 @@ STEADY = 0.2
 #: DNS failures must name this many distinct looked-up names to blame the resolver, not the name
 MIN_DNS_NAMES = 2
 
-_URL = re.compile(r"\b(?:https?|wss?|grpcs?)://(?:[^@/\s\"']+@)?([A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9])")
-_DB_URL = re.compile(
-    r"\b(?:jdbc:)?(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|sqlserver|cockroachdb)://"
-    r"(?:[^@/\s\"']+@)?([A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9])", re.IGNORECASE)
-_HOST_PORT = re.compile(r"(?<![\w.:/-])([A-Za-z][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)*):(\d{2,5})\b")
-_DSN_HOST = re.compile(r"\bhost=([A-Za-z][A-Za-z0-9.-]*[A-Za-z0-9])")
-#: the AWS SDKs name the service they call: Go v2 "operation error S3: PutObject", Java
-#: "(Service: Amazon S3; Status Code: 503" / "(Service: S3, Status Code: 503"
-_CLOUD_SDK = re.compile(r"operation error ([A-Za-z0-9]+):|\(Service: (?:Amazon |AWS )?([A-Za-z0-9 ]+?)[;,]")
 _DNS_QUERY = re.compile(r"lookup (\S+?)\.? on (\S+?:53)\b|(?:ENOTFOUND|EAI_AGAIN|UnknownHostException:?) (\S+)", re.IGNORECASE)
 _DNS_SERVER_SIDE = re.compile(
     r"server misbehaving|SERVFAIL|i/o timeout|connection refused|no servers could be reached|EAI_AGAIN|Temporary failure in name resolution",
     re.IGNORECASE)
-_DATABASE_KINDS = {"db_connection_exhaustion", "database_error"}
 #: kubelet's eviction manager and its events (resource under pressure, pods ranked / the container over its request)
 _EVICTED_FOR = re.compile(r"resourceName=\"?([\w.-]+)|low on resource: ([\w.-]+)|signal=\"?((?:nodefs|imagefs|memory)\.available)")
 _RANKED_FIRST = re.compile(r"pods ranked for eviction\"?\s+pods=\[\"?([\w./-]+)")
 _USED_ABOVE_REQUEST = re.compile(r"Container ([\w.-]+) was using \S+?,? (?:which exceeds its request|request is)")
 _NETWORK_KINDS = {"network_error", "network_delay"}
-
-
-def is_external_host(host: str) -> bool:
-    """A host name outside the cluster: dotted, a public TLD, not an address or an internal suffix."""
-    host = host.lower().rstrip(".")
-    if "." not in host or host.startswith(_PACKAGE_PREFIXES) or host.endswith(INTERNAL_SUFFIXES):
-        return False
-    try:
-        ipaddress.ip_address(host)
-        return False
-    except ValueError:
-        pass
-    return host.rsplit(".", 1)[1] in PUBLIC_TLDS
-
-
-def workload_of(host: str, known: set[str]) -> str:
-    """The name a cluster-internal host gives its workload: its first label without a StatefulSet ordinal.
-
-    ``orders-db.prod.svc.cluster.local`` -> ``orders-db``; ``orders-db-0.orders-db`` -> ``orders-db``.
-    """
-    first = host.lower().split(".", 1)[0]
-    return first if first in known else re.sub(r"-\d+$", "", first)
-
-
-#: URLs that are not what the logger called: a referer after an access log's request and status,
-#: a link a message points the reader to ("see https://...", "status at https://...")
-_NOT_CALLED = re.compile(
-    r"HTTP/[\d.]+\" \d{3} \S+ \"[^\"]*\"|\breferr?er: \"[^\"]*\"|"
-    r"\b(?:see|visit|refer to|documentation|docs|more info(?:rmation)?|status(?: page)? at)\W{1,3}https?://\S+",
-    re.IGNORECASE)
-
-
-def external_provider(text: str) -> set[str]:
-    """Third parties ``text`` names: hosts outside the cluster (in a URL or as ``host:port``) and cloud SDK services.
-
-A bare host name is not enough: servers print their own (``server: shop.example.com``)."""
-    text = _NOT_CALLED.sub(" ", text)
-    found = {h.lower() for h in _URL.findall(text) if is_external_host(h)}
-    found |= {h.lower() for h, _ in _HOST_PORT.findall(text) if is_external_host(h)}
-    for go, java in _CLOUD_SDK.findall(text):
-        found.add(f"aws {(go or java).strip().lower()}")
-    return found
-
-
-def database_hosts(text: str, kinds: set[str]) -> set[str]:
-    """Database endpoints ``text`` names: a connection URL, ``host:<database port>``, a DSN's ``host=``."""
-    hosts = set(_DB_URL.findall(text))
-    hosts |= {h for h, port in _HOST_PORT.findall(text) if port in DATABASE_PORTS}
-    if kinds & _DATABASE_KINDS:
-        hosts |= set(_DSN_HOST.findall(text))
-    return {h for h in hosts if not is_external_host(h) and h.lower() != "localhost"}
 
 
 def dns_servers(digest: Digest) -> set[str]:
@@ -205,7 +131,7 @@ def resource_owners(evidence: Evidence, onset: dict[str, float]) -> list[tuple[t
             continue
         for name in kinds_in(text):
             kind = KINDS_BY_NAME[name]
-            owners = [s for s in t.services if s] if name in _DATABASE_KINDS and not kind.is_client_report(text) else []
+            owners = [s for s in t.services if s] if name in DATABASE_KINDS and not kind.is_client_report(text) else []
             for service in owners:
                 w = _growth(evidence, seen, scale, onset, tid, t) * t.services[service] / t.count
                 if w > 0:

@@ -21,6 +21,7 @@ from anomaly import Digest, TemplateStats
 from pipelines.reasoning.base import Evidence
 from anomaly.change_points import best_change
 from pipelines.reasoning.signals.base import Finding, saturate
+from pipelines.reasoning.signals.hosts import in_cluster_hosts, workload_of
 from pipelines.reasoning.signals.lexicon import KINDS_BY_NAME, kinds_in
 from pipelines.schemas import Category
 
@@ -65,9 +66,12 @@ def _mentions(service: str) -> list[re.Pattern[str]]:
 
 
 def named_services(t: TemplateStats, known: set[str]) -> set[str]:
-    """Known services named in the text of a template (the callee a caller complains about)."""
-    text = " ".join([t.text, *t.samples[:2]]).lower()
-    named = set()
+    """Services named in the text of a template (the callee a caller complains about): known
+    services by name, and peers in the cluster by ``host:port`` (``inventory:8080``), which may
+    log nothing we were given."""
+    raw = " ".join([t.text, *t.samples[:2]])
+    text = raw.lower()
+    named = {workload_of(h, known) for h in in_cluster_hosts(raw)}
     for service in sorted(known, key=len, reverse=True):
         full = _mentions(service)[0]
         if full.search(text):
