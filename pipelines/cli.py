@@ -571,11 +571,17 @@ def eval_nezha(
     alert_at: Annotated[str, typer.Option(help="delay: every alert at injection + --alert-delay (a sweep compares like "
                                           "with like); rules: when configs/prometheus-rules.yaml would fire on the "
                                           "front end, else at injection + --alert-delay")] = "delay",
+    leave_out: Annotated[list[str] | None, typer.Option("--without", help="leave this telemetry out of every replay "
+                                                        "(logs, metrics or spans; repeat for more): an ablation")] = None,
 ) -> None:
     """Replay Nezha fault cases as production runs (the alert late, its ContextWindow only) through the
     Serve pipeline and score root-cause localization with 95% intervals."""
     from pipelines.evaluation.intervals import describe
-    from pipelines.evaluation.nezha import NezhaDatasetError, load_cases, score_cases
+    from pipelines.evaluation.nezha import TELEMETRY_KINDS, NezhaDatasetError, load_cases, score_cases, without
+
+    left_out = sorted(set(leave_out or []))
+    if any(kind not in TELEMETRY_KINDS for kind in left_out):
+        raise CliError(f"--without {next(k for k in left_out if k not in TELEMETRY_KINDS)!r}: choose from {', '.join(TELEMETRY_KINDS)}")
 
     if alert_at not in ("delay", "rules"):
         raise CliError(f"--alert-at {alert_at!r}: choose delay or rules")
@@ -590,10 +596,10 @@ def eval_nezha(
         raise CliError(f"{path}: no fault cases found (expected rca_data/<date>/<date>-fault_list.json)")
     settings = _eval_settings()
     window = (settings.context_window_seconds, settings.context_wait_seconds)
-    replayed = _replay([(case.case_id, lambda case=case: case.context(alert_at, alert_delay, *window)) for case in cases],
-                       settings, "case", as_json)
+    replayed = _replay([(case.case_id, lambda case=case: without(case.context(alert_at, alert_delay, *window), left_out))
+                        for case in cases], settings, "case", as_json)
     scored = score_cases([(case, analysis, seconds) for case, (_, analysis, seconds) in zip(cases, replayed)], plans)
-    scored = {"alert_at": alert_at, "alert_delay_seconds": alert_delay,
+    scored = {"alert_at": alert_at, "alert_delay_seconds": alert_delay, "left_out": left_out,
               "context_window": {"before_seconds": window[0], "after_seconds": window[1]}, **scored}
     if as_json:
         print(json.dumps(scored))

@@ -689,6 +689,26 @@ def replay_context(
     )
 
 
+#: telemetry kinds an ablation can leave out of a replay (``rca eval nezha --without``)
+TELEMETRY_KINDS = ("logs", "metrics", "spans")
+
+
+def without(context: IncidentContext, kinds: Iterable[str]) -> IncidentContext:
+    """The same incident with some kinds of telemetry left out, in the window and the baseline alike.
+
+    How the analyzer does on a system that logs little (Nezha's Online Boutique has metrics and
+    traces, and few logs) can be seen on one that logs: replay it without its logs.
+    """
+    drop = {kind: [] for kind in kinds}
+    unknown = set(drop) - set(TELEMETRY_KINDS)
+    if unknown:
+        raise ValueError(f"unknown telemetry kind {sorted(unknown)[0]!r}; choose from {', '.join(TELEMETRY_KINDS)}")
+    if not drop:
+        return context
+    return context.model_copy(update={"window": context.window.model_copy(update=drop),
+                                      "baseline": context.baseline.model_copy(update=drop) if context.baseline else None})
+
+
 def _shifted(series: list[MetricSeries], seconds: float) -> list[MetricSeries]:
     if not seconds:
         return series

@@ -24,6 +24,7 @@ from pipelines.evaluation.nezha import (
     rank_of,
     score_cases,
     service_of_pod,
+    without,
 )
 from pipelines.schemas import Analysis, Classification, Hypothesis, RemediationStep
 
@@ -121,6 +122,17 @@ def test_context_is_the_alerts_window_only(tmp_path: Path) -> None:
     assert all(v < 3600 for _, v in latency.points)  # the sentinel is not a value
     assert context.baseline.logs and context.baseline.spans
     assert all(t < context.alert.timestamp.timestamp() - 300 for m in context.baseline.metrics for t, _ in m.points)
+
+
+def test_an_ablation_leaves_a_kind_of_telemetry_out_of_window_and_baseline(tmp_path: Path) -> None:
+    context = load_cases(_dataset(tmp_path))[0].context("delay", 120, before_seconds=300, after_seconds=5)
+    logless = without(context, ["logs"])
+    assert not logless.window.logs and not logless.baseline.logs
+    assert logless.window.spans == context.window.spans and logless.window.metrics == context.window.metrics
+    assert context.window.logs  # the cached context itself is left whole
+    assert without(context, []) is context
+    with pytest.raises(ValueError, match="unknown telemetry kind 'traces'"):
+        without(context, ["traces"])
 
 
 def test_alert_at_injection_reads_no_later_line_and_carries_no_injection_time(tmp_path: Path) -> None:
