@@ -415,3 +415,6 @@ def test_a_peer_that_logs_nothing_is_named_by_the_host_and_port_its_callers_fail
     assert "logged by orders" in next(f.evidence for f in findings if f.service == "inventory")
     quiet = [("orders", "INFO", f"listening on orders:8080, worker {i}", T0 + 1 + i) for i in range(40)]
     assert LogTemplateSignal().findings(_evidence(_digest(_normal(T0 - 60) + quiet), _digest(_normal(T0 - 600)))) == []
+    frames = [("orders", "ERROR", f"request {i} failed at o.a.c.c.ApplicationFilterChain.doFilter(ApplicationFilterChain.java:205)",
+               T0 + 1 + i) for i in range(40)]  # a source file and line is not a host and port
+    assert {f.service for f in LogTemplateSignal().findings(_evidence(_digest(_normal(T0 - 60) + frames), _digest(_normal(T0 - 600))))} == {"orders"}

@@ -21,6 +21,11 @@ INTERNAL_SUFFIXES = (".svc", ".cluster.local", ".local", ".internal", ".localdom
 DNS_SERVER_NAMES = ("coredns", "kube-dns", "node-local-dns", "nodelocaldns", "dnsmasq", "unbound")
 #: names a machine calls itself
 _SELF = {"localhost", "localhost.localdomain", "ip6-localhost"}
+#: a source file and line, as stack traces and loggers print them (``ApplicationFilterChain.java:205``,
+#: ``jwt.lua:118``, ``views.py:42``): spelled like ``host:port``, never one
+_SOURCE_FILE = re.compile(
+    r"\.(?:java|kt|kts|scala|groovy|clj|py|pyx|go|js|mjs|cjs|jsx|ts|tsx|rb|php|lua|cs|fs|vb|c|cc|cpp|cxx|h|hpp|"
+    r"rs|swift|m|mm|erl|ex|exs|hs|ml|pl|pm|sh|dart|r|jl|zig|nim|cr|v|sql)$", re.IGNORECASE)
 #: Java packages spelled like host names (``com.stripe.net``)
 _PACKAGE_PREFIXES = ("com.", "org.", "net.", "io.", "java.", "javax.", "jdk.", "sun.")
 
@@ -92,4 +97,4 @@ def in_cluster_hosts(text: str) -> set[str]:
     database (the dependency signal's), not the machine itself. ``inventory:8080`` -> ``inventory``."""
     text = _NOT_CALLED.sub(" ", text)
     return {h.lower() for h, port in _HOST_PORT.findall(text)
-            if port not in DATABASE_PORTS and not is_external_host(h) and h.lower() not in _SELF}
+            if port not in DATABASE_PORTS and not is_external_host(h) and h.lower() not in _SELF and not _SOURCE_FILE.search(h)}
