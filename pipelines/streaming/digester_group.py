@@ -42,6 +42,8 @@ from pipelines.streaming.topics import TopicNames, ensure_topics
 logger = logging.getLogger(__name__)
 
 FETCH_RECORDS = 20_000
+"""Records one fetch hands over at most: with aiokafka's per-partition fetch size (4 MiB) what a
+member holds between Kafka and its digests is bounded, whatever the backlog."""
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -60,11 +62,23 @@ class DigesterMember:
 
     def __init__(
         self, settings: Settings, *, client_id: str = "rca-digester", clock: Callable[[], float] = time.time,
-        dead_letters: DeadLetters | None = None,
+        dead_letters: DeadLetters | None = None, fetch_records: int = FETCH_RECORDS, mine_delay_seconds: float = 0.0,
     ) -> None:
-        """``dead_letters``: its host's (shared, left running on stop); else a publisher of its own."""
+        """``dead_letters``: its host's (shared, left running on stop); else a publisher of its own.
+
+        ``fetch_records`` bounds one fetch. ``mine_delay_seconds`` is added to the mining of every
+        fetched batch: a digester on a loaded node, for the backpressure test and the benchmark
+        (0 in production). A slow member simply fetches less often: Kafka is pulled, so the
+        backlog waits in the broker, not in the member's memory.
+        """
         if not settings.kafka_bootstrap:
             raise ValueError("RCA_KAFKA_BOOTSTRAP is not set: a digester needs a broker")
+        if fetch_records < 1:
+            raise ValueError(f"fetch_records must be at least 1, got {fetch_records}")
+        if not mine_delay_seconds >= 0:
+            raise ValueError(f"mine_delay_seconds must be 0 or more, got {mine_delay_seconds}")
+        self.fetch_records = fetch_records
+        self.mine_delay_seconds = mine_delay_seconds
         self.settings = settings
         self.bootstrap: str = settings.kafka_bootstrap
         self.topics = TopicNames.from_settings(settings)
@@ -130,7 +144,7 @@ class DigesterMember:
         consumer = await self._connect()
         try:
             while True:
-                batches = await consumer.getmany(timeout_ms=200, max_records=FETCH_RECORDS)
+                batches = await consumer.getmany(timeout_ms=200, max_records=self.fetch_records)
                 if not batches:  # idle: mine what is pending now rather than when an alert asks
                     for digester in self.digesters.values():
                         digester.flush()
@@ -143,6 +157,8 @@ class DigesterMember:
                         self._positions[tp] = records[-1].offset + 1
                     for record, error in digester.ingest(records):
                         await self.dead_letters.send(record, error.reason, error.detail)
+                if batches and self.mine_delay_seconds:
+                    await asyncio.sleep(self.mine_delay_seconds)
         finally:
             self._consumer = None
             self.digesters.clear()
