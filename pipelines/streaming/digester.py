@@ -86,6 +86,19 @@ class DigesterStats:
     cut_lines: int
     dropped: dict[str, int]
 
+    @classmethod
+    def total(cls, parts: list[DigesterStats], max_bytes: int) -> DigesterStats:
+        """Several digesters' stats summed (``max_bytes``: the bound they share, or each one's)."""
+        dropped: dict[str, int] = {}
+        for part in parts:
+            for reason, n in part.dropped.items():
+                dropped[reason] = dropped.get(reason, 0) + n
+        return cls(
+            bytes=sum(p.bytes for p in parts), max_bytes=max_bytes, lines=sum(p.lines for p in parts),
+            buckets=sum(p.buckets for p in parts), keys=sum(p.keys for p in parts),
+            pending=sum(p.pending for p in parts), cut_lines=sum(p.cut_lines for p in parts), dropped=dropped,
+        )
+
 
 class Digester:
     """Mines log events as they arrive into per-(service, bucket) Digests, bounded by ``max_bytes``."""

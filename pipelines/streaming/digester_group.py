@@ -31,6 +31,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
 from anomaly.digest import Digest
+from pipelines import metrics
 from pipelines.settings import Settings
 from pipelines.tls import kafka_client_options
 from pipelines.streaming.dead_letters import DeadLetters
@@ -54,6 +55,7 @@ class _Rebalance(ConsumerRebalanceListener):
         self._member.forget(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._member.assignments += 1
         await self._member.rebuild(set(assigned))
 
 
@@ -93,14 +95,21 @@ class DigesterMember:
         )
         self.consumed = 0
         self.rebuilds = 0
+        self.assignments = 0  # rebalances that gave this member its partitions (possibly none)
         self._partitions = settings.kafka_partitions
         self._consumer: AIOKafkaConsumer | None = None
         self._positions: dict[TopicPartition, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._dropped_recorded: dict[str, int] = {}
 
     async def start(self) -> None:
-        """Run :meth:`run` in a task of its own (once; later calls do nothing)."""
-        if self._task is None:
+        """Run :meth:`run` in a task of its own (once; later calls do nothing while it runs, and
+        run it again if it failed)."""
+        task = self._task
+        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+            logger.error("digester %s loop failed; running it again", self.client_id, exc_info=task.exception())
+            task = None
+        if task is None:
             self._task = asyncio.create_task(self.run(), name=f"{self.client_id}-loop")
 
     async def stop(self) -> None:
@@ -204,6 +213,22 @@ class DigesterMember:
                 lags[f"{tp.topic}/{tp.partition}"] = max(0, end - position)
         return lags
 
+    def record_metrics(self) -> None:
+        """Set the lag gauge of each partition held and count the lines dropped since the last call.
+
+        The one place a member's metrics are written (its host calls it periodically: the reader,
+        or the digester actor); never raises."""
+        try:
+            for key, value in self.lag().items():
+                topic, partition = key.rsplit("/", 1)
+                metrics.set_kafka_lag(topic, int(partition), value)
+            dropped = self.dropped()
+            new = {reason: n - self._dropped_recorded.get(reason, 0) for reason, n in dropped.items()}
+            metrics.count_lines(0, {reason: n for reason, n in new.items() if n > 0})
+            self._dropped_recorded = dropped
+        except Exception as error:  # noqa: BLE001 - metrics never take the digester down
+            logger.warning("digester %s metrics not recorded: %s: %s", self.client_id, type(error).__name__, error)
+
     def dropped(self) -> dict[str, int]:
         """What the digests left out, by reason, over the partitions held."""
         out: dict[str, int] = {}
@@ -214,12 +239,7 @@ class DigesterMember:
 
     def stats(self) -> DigesterStats:
         """The partitions' digesters summed."""
-        parts = [d.stats() for d in self.digesters.values()]
-        return DigesterStats(
-            bytes=sum(p.bytes for p in parts), max_bytes=self.settings.digest_max_bytes,
-            lines=sum(p.lines for p in parts), buckets=sum(p.buckets for p in parts), keys=sum(p.keys for p in parts),
-            pending=sum(p.pending for p in parts), cut_lines=sum(p.cut_lines for p in parts), dropped=self.dropped(),
-        )
+        return DigesterStats.total([d.stats() for d in self.digesters.values()], self.settings.digest_max_bytes)
 
     def caught_up(self) -> bool:
         """Has every assigned partition been read to its end as last fetched?"""
@@ -231,6 +251,10 @@ class DigesterMember:
             if end is None or position is None or position < end:
                 return False
         return True
+
+    def holds_nothing(self) -> bool:
+        """In the group but given no partition (more members than partitions): nothing to catch up on."""
+        return self._consumer is not None and self.assignments > 0 and not self.digesters
 
     def between(self, start: float, end: float, *, through_end: bool = False) -> DigestRange:
         """This member's share of a range: its partitions' digests merged, and what their bounds cut."""
