@@ -2,8 +2,9 @@
 
 For each cluster log rate (default 10k, 50k, 100k lines/s) it generates two full context
 windows and the wait after the alert of ``rca.logs`` events (40 services, ~200 bytes each,
-~30 templates a service with variable fields, 5 % errors) and feeds the *same* events, in
-the same order, to
+5 % errors; the variable fields are the kinds production lines carry and the masking handles:
+numbers, hex ids, UUIDs, IPs with ports, durations, so distinct shapes stay ~100 however high
+the rate) and feeds the *same* events, in the same order, to
 
 * a :class:`~pipelines.streaming.digester.Digester` (what the reader runs now), bounded by
   ``RCA_DIGEST_MAX_BYTES`` (default 512 MiB), and
