@@ -76,8 +76,8 @@ class Record(NamedTuple):
     timestamp: int  # ms
 
 
-def generate(rate: int, seconds: float, services: int) -> Iterator[list[Record]]:
-    """Batches of events at ``rate`` lines/s of event time, from ``T0`` for ``seconds``."""
+def generate(rate: int, seconds: float, services: int, t0: float = T0) -> Iterator[list[Record]]:
+    """Batches of events at ``rate`` lines/s of event time, from ``t0`` for ``seconds``."""
     names = [f"svc-{i:02d}" for i in range(services)]
     keys = [name.encode() for name in names]
     total = int(rate * seconds)
@@ -87,7 +87,7 @@ def generate(rate: int, seconds: float, services: int) -> Iterator[list[Record]]
         batch = []
         for i in range(n, min(n + BATCH, total)):
             s = i % services
-            moment = T0 + i * step
+            moment = t0 + i * step
             mixed = (i * 0x9E3779B97F4A7C15) & 0xFFFF_FFFF_FFFF_FFFF  # ids that look random, cheaply
             args = {"verb": VERBS[i % 4], "res": RESOURCES[(i // 7 + s) % 8], "n": i % 100_003, "ms": i % 997,
                     "status": 200 if i % 50 else 404, "hit": "hit" if i % 3 else "miss",
