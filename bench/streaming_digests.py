@@ -167,6 +167,7 @@ def run_consumer(kind: str, rate: int, window: float, services: int, max_bytes: 
             counted = {label: len(e) for label, e in events.items()}
             query_seconds.append(time.perf_counter() - w)
     if kind == "digester":
+        analysis_seconds, analysis_stats = analyze_once(digester, span)
         half = digester.bucket_seconds / 2
 
         def inside_range(start: float, end: float) -> Any:  # Digester.between's rule; the window takes its last bucket
@@ -199,7 +200,8 @@ def run_consumer(kind: str, rate: int, window: float, services: int, max_bytes: 
     }
     if kind == "digester":
         stats = digester.stats()
-        result.update(buckets=stats.buckets, digests=stats.keys, cut_lines=stats.cut_lines, dropped=stats.dropped,
+        result.update(buckets=stats.buckets, cut_lines=stats.cut_lines, dropped=stats.dropped,
+                      alert_to_analysis_seconds=round(analysis_seconds, 3), analysis_stats=analysis_stats,
                       templates_seconds={"median": round(statistics.median(mining_seconds), 3),
                                          "max": round(max(mining_seconds), 3)},
                       shapes={label: r.digest.shapes for label, r in found.items()},
@@ -207,6 +209,25 @@ def run_consumer(kind: str, rate: int, window: float, services: int, max_bytes: 
     else:
         result.update(dropped=buffers.stats().dropped)
     out.put(result)
+
+
+def analyze_once(digester: Any, span: Any) -> tuple[float, dict[str, Any]]:
+    """One alert from its firing to its Analysis: the merged context, then the pipeline's stages
+    (scorer, evidence reasoner) in this process, as the Ingress runs them (no Serve hop, no database)."""
+    import asyncio
+    from datetime import datetime, timezone
+
+    from pipelines.schemas import Alert, IncidentContext
+    from tests.support.local_pipeline import local_pipeline
+
+    alert = Alert(name="HighErrorRate", severity="critical", labels={"service": "svc-00"}, fingerprint="bench",
+                  timestamp=datetime.fromtimestamp(span.end - WAIT_SECONDS, tz=timezone.utc))
+    began = time.perf_counter()
+    window = digester.between(span.start, span.end, through_end=True)
+    baseline = digester.between(*span.baseline)
+    context = IncidentContext(alert=alert, window_digest=window.digest, baseline_digest=baseline.digest)
+    analysis = asyncio.run(local_pipeline().analyze("bench", context))
+    return time.perf_counter() - began, analysis.stats.model_dump(mode="json")
 
 
 def measure(kind: str, rate: int, window: float, services: int, max_bytes: int) -> dict[str, Any]:
