@@ -39,6 +39,10 @@ KEEP_EVERY_SECONDS = 30.0
 ASK_TIMEOUT_SECONDS = 30.0
 
 
+class DigesterNotReady(RuntimeError):
+    """A digester asked for its share before it joined the group (just started or restarted)."""
+
+
 class DigestersUnavailable(RuntimeError):
     """A digester actor gave no answer (restarting, or its node gone): a context now would lack its partitions."""
 
@@ -55,8 +59,8 @@ class DigesterHost:
         self._metrics: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Join the group (once; later calls do nothing). Every question starts it too: an actor
-        that Ray restarted after a crash runs ``__init__`` again, and nothing else."""
+        """Join the group (once; later calls do nothing). An actor that Ray restarted after a crash
+        runs ``__init__`` again and nothing else: the reader's gather sends ``start`` before it asks."""
         await self.member.start()
         if self._metrics is None:
             self._metrics = asyncio.create_task(self._record_metrics(), name="rca-digester-metrics")
@@ -72,25 +76,25 @@ class DigesterHost:
             self.member.record_metrics()
             await asyncio.sleep(METRICS_EVERY_SECONDS)
 
-    async def between(self, start: float, end: float, through_end: bool = False) -> DigestRange:
-        await self.start()
+    # Queries: they start nothing and write nothing.
+
+    def between(self, start: float, end: float, through_end: bool = False) -> DigestRange:
+        """Its partitions' share of a range; refused while it has not joined the group (its share unknown)."""
+        if not self.member.joined():
+            raise DigesterNotReady(f"digester {self.member.client_id} has not joined {self.member.group_id} yet")
         return self.member.between(start, end, through_end=through_end)
 
-    async def caught_up(self) -> bool:
+    def caught_up(self) -> bool:
         """Read to the ends of its partitions; a member without partitions (more members than partitions) is."""
-        await self.start()
         return self.member.caught_up() or self.member.holds_nothing()
 
-    async def stats(self) -> DigesterStats:
-        await self.start()
+    def stats(self) -> DigesterStats:
         return self.member.stats()
 
-    async def consumed(self) -> int:
-        await self.start()
+    def consumed(self) -> int:
         return self.member.consumed
 
-    async def partitions(self) -> list[str]:
-        await self.start()
+    def partitions(self) -> list[str]:
         return sorted(f"{tp.topic}/{tp.partition}" for tp in self.member.digesters)
 
     def node(self) -> str:
@@ -160,7 +164,7 @@ class DigesterActors:
         self.handles: list[Any] = []
 
     def keep(self) -> None:
-        """Make sure every alive node has its digesters, and remember their handles."""
+        """Make sure every alive node has its digesters, started, and remember their handles."""
         self.handles = ensure_digesters(self.settings, self.app_name)
 
     async def _ask_all(self, method: str, *args: Any) -> list[Any]:
@@ -179,8 +183,11 @@ class DigesterActors:
     async def between(self, start: float, end: float, *, through_end: bool = False) -> DigestRange:
         """The range's context: every digester's share (already merged per digester), merged.
 
-        A digester that cannot answer (Ray is restarting it) raises :class:`DigestersUnavailable`
-        rather than giving a context short of its partitions: the reader retries the alert."""
+        A digester that cannot answer (Ray is restarting it, or it has not joined yet) raises
+        :class:`DigestersUnavailable` rather than giving a context short of its partitions: the
+        reader retries the alert. ``start`` is sent first (a command, idempotent), so a digester
+        that Ray restarted joins again."""
+        await self._ask_all("start")
         return merge_ranges(await self._ask_all("between", start, end, through_end))
 
     async def caught_up(self) -> bool:

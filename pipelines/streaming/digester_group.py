@@ -252,9 +252,13 @@ class DigesterMember:
                 return False
         return True
 
+    def joined(self) -> bool:
+        """In the group and given its partitions (possibly none) at least once."""
+        return self._consumer is not None and self.assignments > 0
+
     def holds_nothing(self) -> bool:
         """In the group but given no partition (more members than partitions): nothing to catch up on."""
-        return self._consumer is not None and self.assignments > 0 and not self.digesters
+        return self.joined() and not self.digesters
 
     def between(self, start: float, end: float, *, through_end: bool = False) -> DigestRange:
         """This member's share of a range: its partitions' digests merged, and what their bounds cut."""

@@ -54,6 +54,7 @@ async def test_digester_actors_share_the_partitions_and_a_killed_one_rejoins_cou
         return context.digest.lines, shares
 
     async def complete() -> bool:
+        actors.keep()  # as the reader does every 30 s: a restarted actor is started again
         if not await actors.caught_up():  # False while an actor restarts, rather than an error
             return False
         lines_held, shares = await held()
