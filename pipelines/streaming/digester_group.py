@@ -31,6 +31,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
 from anomaly.digest import Digest
+from pipelines import metrics
 from pipelines.settings import Settings
 from pipelines.tls import kafka_client_options
 from pipelines.streaming.dead_letters import DeadLetters
@@ -42,6 +43,8 @@ from pipelines.streaming.topics import TopicNames, ensure_topics
 logger = logging.getLogger(__name__)
 
 FETCH_RECORDS = 20_000
+"""Records one fetch hands over at most: with aiokafka's per-partition fetch size (4 MiB) what a
+member holds between Kafka and its digests is bounded, whatever the backlog."""
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -52,6 +55,7 @@ class _Rebalance(ConsumerRebalanceListener):
         self._member.forget(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._member.assignments += 1
         await self._member.rebuild(set(assigned))
 
 
@@ -60,11 +64,23 @@ class DigesterMember:
 
     def __init__(
         self, settings: Settings, *, client_id: str = "rca-digester", clock: Callable[[], float] = time.time,
-        dead_letters: DeadLetters | None = None,
+        dead_letters: DeadLetters | None = None, fetch_records: int = FETCH_RECORDS, mine_delay_seconds: float = 0.0,
     ) -> None:
-        """``dead_letters``: its host's (shared, left running on stop); else a publisher of its own."""
+        """``dead_letters``: its host's (shared, left running on stop); else a publisher of its own.
+
+        ``fetch_records`` bounds one fetch. ``mine_delay_seconds`` is added to the mining of every
+        fetched batch: a digester on a loaded node, for the backpressure test and the benchmark
+        (0 in production). A slow member simply fetches less often: Kafka is pulled, so the
+        backlog waits in the broker, not in the member's memory.
+        """
         if not settings.kafka_bootstrap:
             raise ValueError("RCA_KAFKA_BOOTSTRAP is not set: a digester needs a broker")
+        if fetch_records < 1:
+            raise ValueError(f"fetch_records must be at least 1, got {fetch_records}")
+        if not mine_delay_seconds >= 0:
+            raise ValueError(f"mine_delay_seconds must be 0 or more, got {mine_delay_seconds}")
+        self.fetch_records = fetch_records
+        self.mine_delay_seconds = mine_delay_seconds
         self.settings = settings
         self.bootstrap: str = settings.kafka_bootstrap
         self.topics = TopicNames.from_settings(settings)
@@ -79,14 +95,21 @@ class DigesterMember:
         )
         self.consumed = 0
         self.rebuilds = 0
+        self.assignments = 0  # rebalances that gave this member its partitions (possibly none)
         self._partitions = settings.kafka_partitions
         self._consumer: AIOKafkaConsumer | None = None
         self._positions: dict[TopicPartition, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._dropped_recorded: dict[str, int] = {}
 
     async def start(self) -> None:
-        """Run :meth:`run` in a task of its own (once; later calls do nothing)."""
-        if self._task is None:
+        """Run :meth:`run` in a task of its own (once; later calls do nothing while it runs, and
+        run it again if it failed)."""
+        task = self._task
+        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+            logger.error("digester %s loop failed; running it again", self.client_id, exc_info=task.exception())
+            task = None
+        if task is None:
             self._task = asyncio.create_task(self.run(), name=f"{self.client_id}-loop")
 
     async def stop(self) -> None:
@@ -130,7 +153,7 @@ class DigesterMember:
         consumer = await self._connect()
         try:
             while True:
-                batches = await consumer.getmany(timeout_ms=200, max_records=FETCH_RECORDS)
+                batches = await consumer.getmany(timeout_ms=200, max_records=self.fetch_records)
                 if not batches:  # idle: mine what is pending now rather than when an alert asks
                     for digester in self.digesters.values():
                         digester.flush()
@@ -143,6 +166,8 @@ class DigesterMember:
                         self._positions[tp] = records[-1].offset + 1
                     for record, error in digester.ingest(records):
                         await self.dead_letters.send(record, error.reason, error.detail)
+                if batches and self.mine_delay_seconds:
+                    await asyncio.sleep(self.mine_delay_seconds)
         finally:
             self._consumer = None
             self.digesters.clear()
@@ -188,6 +213,22 @@ class DigesterMember:
                 lags[f"{tp.topic}/{tp.partition}"] = max(0, end - position)
         return lags
 
+    def record_metrics(self) -> None:
+        """Set the lag gauge of each partition held and count the lines dropped since the last call.
+
+        The one place a member's metrics are written (its host calls it periodically: the reader,
+        or the digester actor); never raises."""
+        try:
+            for key, value in self.lag().items():
+                topic, partition = key.rsplit("/", 1)
+                metrics.set_kafka_lag(topic, int(partition), value)
+            dropped = self.dropped()
+            new = {reason: n - self._dropped_recorded.get(reason, 0) for reason, n in dropped.items()}
+            metrics.count_lines(0, {reason: n for reason, n in new.items() if n > 0})
+            self._dropped_recorded = dropped
+        except Exception as error:  # noqa: BLE001 - metrics never take the digester down
+            logger.warning("digester %s metrics not recorded: %s: %s", self.client_id, type(error).__name__, error)
+
     def dropped(self) -> dict[str, int]:
         """What the digests left out, by reason, over the partitions held."""
         out: dict[str, int] = {}
@@ -198,12 +239,7 @@ class DigesterMember:
 
     def stats(self) -> DigesterStats:
         """The partitions' digesters summed."""
-        parts = [d.stats() for d in self.digesters.values()]
-        return DigesterStats(
-            bytes=sum(p.bytes for p in parts), max_bytes=self.settings.digest_max_bytes,
-            lines=sum(p.lines for p in parts), buckets=sum(p.buckets for p in parts), keys=sum(p.keys for p in parts),
-            pending=sum(p.pending for p in parts), cut_lines=sum(p.cut_lines for p in parts), dropped=self.dropped(),
-        )
+        return DigesterStats.total([d.stats() for d in self.digesters.values()], self.settings.digest_max_bytes)
 
     def caught_up(self) -> bool:
         """Has every assigned partition been read to its end as last fetched?"""
@@ -215,6 +251,14 @@ class DigesterMember:
             if end is None or position is None or position < end:
                 return False
         return True
+
+    def joined(self) -> bool:
+        """In the group and given its partitions (possibly none) at least once."""
+        return self._consumer is not None and self.assignments > 0
+
+    def holds_nothing(self) -> bool:
+        """In the group but given no partition (more members than partitions): nothing to catch up on."""
+        return self.joined() and not self.digesters
 
     def between(self, start: float, end: float, *, through_end: bool = False) -> DigestRange:
         """This member's share of a range: its partitions' digests merged, and what their bounds cut."""

@@ -3,11 +3,13 @@ and trace spans from ``rca.spans`` as context.
 
 One class, :class:`KafkaReader`, and its loops:
 
-* **logs** - ``rca.logs`` is read by the reader's :class:`~pipelines.streaming.digester_group.DigesterMember`
-  in the digesters' consumer group (alone, it is given every partition), which mines lines on
-  arrival into per-(service, time bucket) digests, never holding raw lines, and rebuilds a
-  partition it is given from the last two context windows in Kafka: an alert's context is its
-  window, and its baseline the window before. ``rca.spans`` is *assigned* (every partition) from
+* **logs** - ``rca.logs`` is read by the members of the digesters' consumer group
+  (:class:`~pipelines.streaming.digester_group.DigesterMember`), which mine lines on arrival
+  into per-(service, time bucket) digests, never holding raw lines, and rebuild a partition
+  they are given from the last two context windows in Kafka: an alert's context is its window,
+  and its baseline the window before, gathered from every member and merged. Inside Ray the
+  members are the app's digester actors (:mod:`pipelines.streaming.digester_actors`, some on
+  every node); without Ray (tests, benchmarks) the reader runs one member itself. ``rca.spans`` is *assigned* (every partition) from
   the same two windows back; span batches (OTLP/JSON from an OpenTelemetry Collector,
   :mod:`pipelines.streaming.otlp`) are decoded and each span kept, raw, in a
   :class:`~pipelines.streaming.log_buffer.LogBuffers` (the traces signal reads every span of
@@ -52,7 +54,8 @@ from pydantic import ValidationError
 from pipelines import metrics
 from pipelines.context_window import ContextWindow
 from pipelines.streaming.dead_letters import DeadLetters
-from pipelines.streaming.digester import history_seconds
+from pipelines.streaming.digester import DigestRange, history_seconds
+from pipelines.streaming.digester_actors import KEEP_EVERY_SECONDS, DigesterActors, stop_digesters
 from pipelines.streaming.digester_group import DigesterMember
 from pipelines.streaming.log_buffer import LogBuffers
 from pipelines.streaming.offsets import PartitionProgress
@@ -105,8 +108,12 @@ class KafkaReader:
         *,
         max_pending: int | None = None,
         client_id: str = "rca-reader",
+        digester_actors: bool = False,
     ) -> None:
-        """``process`` defaults to the Serve app ``app_name``'s ``Ingress.process_alert`` (inside Ray)."""
+        """``process`` defaults to the Serve app ``app_name``'s ``Ingress.process_alert`` (inside Ray).
+
+        ``digester_actors``: the lines are mined by the app's digester actors (inside Ray,
+        :mod:`pipelines.streaming.digester_actors`), not by a member in this reader."""
         if not settings.kafka_bootstrap:
             raise ValueError("RCA_KAFKA_BOOTSTRAP is not set: the Kafka reader needs a broker")
         if process is None and app_name is None:
@@ -131,6 +138,10 @@ class KafkaReader:
                       client_options=kafka_client_options(settings)), self.topics.dlq
         )
         self.digests = DigesterMember(settings, client_id=f"{client_id}-digester", dead_letters=self.dead_letters)
+        """The reader's own member of the digesters' group; idle when ``digester_actors``."""
+        if digester_actors and app_name is None:
+            raise ValueError("digester_actors needs the Serve app_name whose digester actors mine the lines")
+        self._actors = DigesterActors(settings, app_name) if digester_actors and app_name else None
         self._stopping = False
         self._span_positions: dict[TopicPartition, int] = {}
         self.counts: dict[str, int] = {
@@ -153,8 +164,9 @@ class KafkaReader:
         if not self._tasks:
             self._stopping = False
             self.state = "starting"
+            digests = self._keep_digesters if self._actors is not None else self.digests.run
             self._tasks = [
-                asyncio.create_task(self._supervise("digests", self.digests.run), name="rca-kafka-digests"),
+                asyncio.create_task(self._supervise("digests", digests), name="rca-kafka-digests"),
                 asyncio.create_task(self._supervise("spans", self._run_spans), name="rca-kafka-spans"),
                 asyncio.create_task(self._supervise("alerts", self._run_alerts), name="rca-kafka-alerts"),
                 asyncio.create_task(self._record_metrics_periodically(), name="rca-kafka-metrics"),
@@ -212,6 +224,13 @@ class KafkaReader:
     async def _send_to_dlq(self, record: Any, reason: str, detail: str) -> None:
         await self.dead_letters.send(record, reason, detail)
         self.last_error = self.dead_letters.last_error or self.last_error
+
+    async def _keep_digesters(self) -> None:
+        """Every ``KEEP_EVERY_SECONDS``, make sure each alive node runs its digester actors."""
+        assert self._actors is not None
+        while not self._stopping:
+            self._actors.keep()
+            await asyncio.sleep(KEEP_EVERY_SECONDS)
 
     # ---------------------------------------------------------------- spans
 
@@ -374,12 +393,12 @@ class KafkaReader:
         if delay > 0:
             await asyncio.sleep(min(delay, wait))
         deadline = _now() + max(wait, 1.0)
-        while self._context_behind() and _now() < deadline:
+        while await self._context_behind() and _now() < deadline:
             await asyncio.sleep(0.05)
 
-    def _context_behind(self) -> bool:
+    async def _context_behind(self) -> bool:
         """Are the digests or the spans not yet read to the ends of their partitions, as last fetched?"""
-        if not self.digests.caught_up():
+        if not (await self._actors.caught_up() if self._actors is not None else self.digests.caught_up()):
             return True
         consumer = self._spans_consumer
         if consumer is None or not self._span_positions:
@@ -390,7 +409,13 @@ class KafkaReader:
                 return True
         return False
 
-    def context(self, alert: Alert) -> IncidentContext:
+    async def _digest_range(self, start: float, end: float, *, through_end: bool) -> DigestRange:
+        """A range's merged digests: of every digester actor, or of the reader's own member."""
+        if self._actors is not None:
+            return await self._actors.between(start, end, through_end=through_end)
+        return self.digests.between(start, end, through_end=through_end)
+
+    async def context(self, alert: Alert) -> IncidentContext:
         """A firing alert's context in its ``ContextWindow`` (INCIDENT_CONTEXT_WINDOW before it to
         RCA_CONTEXT_WAIT_SECONDS after it) and, as its baseline, the range of the same width just
         before: the merged digests of their buckets and their spans. What the memory bound cut
@@ -401,7 +426,7 @@ class KafkaReader:
         reasons = []
         ranges = {}
         for label, (start, end) in (("window", (span.start, span.end)), ("baseline", span.baseline)):
-            ranges[label] = found = self.digests.between(start, end, through_end=label == "window")
+            ranges[label] = found = await self._digest_range(start, end, through_end=label == "window")
             reason = found.degraded_reason(label, self.settings.digest_max_bytes)
             if reason:
                 reasons.append(reason)
@@ -424,7 +449,7 @@ class KafkaReader:
         attempt = 0
         while True:
             try:
-                result = await process(payload, self.context(alert), f"{record.topic}:{record.partition}:{record.offset}")
+                result = await process(payload, await self.context(alert), f"{record.topic}:{record.partition}:{record.offset}")
                 break
             except asyncio.CancelledError:
                 raise
@@ -504,7 +529,11 @@ class KafkaReader:
         """Messages behind the end of each partition (``topic/partition`` -> count), as last fetched.
 
         A query: it writes no gauge (:meth:`record_metrics` does)."""
-        lags: dict[str, int] = self.digests.lag()
+        return {**self.digests.lag(), **self._own_lag()}
+
+    def _own_lag(self) -> dict[str, int]:
+        """The span and alert partitions' lag (the digests' is their members')."""
+        lags: dict[str, int] = {}
         for consumer, topic in ((self._spans_consumer, self.topics.spans), (self._alerts, self.topics.alerts)):
             if consumer is None:
                 continue
@@ -522,15 +551,14 @@ class KafkaReader:
         return lags
 
     def record_metrics(self) -> None:
-        """Record the lag of every partition and the buffer drops since the last call; never raises."""
+        """Record the lag of the span and alert partitions, and the digests' metrics when they are the
+        reader's own (digester actors record theirs); never raises."""
         try:
-            for key, value in self.lag().items():
+            if self._actors is None:
+                self.digests.record_metrics()
+            for key, value in self._own_lag().items():
                 topic, partition = key.rsplit("/", 1)
                 metrics.set_kafka_lag(topic, int(partition), value)
-            dropped = self.digests.dropped()
-            new = {reason: count - self._dropped_recorded.get(reason, 0) for reason, count in dropped.items()}
-            metrics.count_lines(0, {reason: count for reason, count in new.items() if count > 0})
-            self._dropped_recorded = dropped
         except Exception as error:  # noqa: BLE001 - metrics never take the reader down
             logger.warning("Kafka reader metrics not recorded: %s: %s", type(error).__name__, error)
 
@@ -545,12 +573,13 @@ class KafkaReader:
         A query: it starts nothing (an actor that Ray restarted is started by :meth:`start`,
         which the ingress calls before it asks).
         """
-        digests = self.digests.stats()
+        actors = self._actors
+        digests = await actors.stats() if actors is not None else self.digests.stats()
         spans = self.spans.stats()
         return {
             "state": self.state,
             "bootstrap": self.bootstrap,
-            "logs_consumed": self.digests.consumed,
+            "logs_consumed": await actors.consumed() if actors is not None else self.digests.consumed,
             **self.counts,
             "dlq": dict(self.dead_letters.counts),
             "dropped": dict(digests.dropped),
@@ -560,7 +589,8 @@ class KafkaReader:
             "digest_lines": digests.lines,
             "digest_buckets": digests.buckets,
             "digest_pending": digests.pending,
-            "digest_partitions": len(self.digests.digesters),
+            "digest_partitions": await actors.partitions() if actors is not None else len(self.digests.digesters),
+            "digester_actors": len(actors.handles) if actors is not None else 0,
             "span_buffer_bytes": spans.bytes,
             "span_buffer_spans": spans.events,
             "spans_dropped": dict(spans.dropped),
@@ -596,7 +626,7 @@ def reader_name(app_name: str) -> str:
     return f"rca-kafka-reader-{app_name}"
 
 
-def ensure_reader(settings: Settings, app_name: str, num_cpus: float = 0.25) -> Any:
+def ensure_reader(settings: Settings, app_name: str, num_cpus: float = 0.1) -> Any:
     """Get or create the named, detached reader actor of Serve app ``app_name`` and start its loops.
 
     Safe to call from every ingress replica and on every restart: one actor per app name
@@ -616,7 +646,7 @@ def ensure_reader(settings: Settings, app_name: str, num_cpus: float = 0.25) -> 
         max_concurrency=1000,
         max_restarts=-1,
         max_task_retries=0,
-    ).remote(settings, app_name)
+    ).remote(settings, app_name, digester_actors=True)
     handle.start.remote()
     return handle
 
@@ -632,10 +662,12 @@ def get_reader(app_name: str) -> Any | None:
 
 
 def stop_reader(app_name: str, timeout_seconds: float = 15.0) -> bool:
-    """Stop and remove the detached reader of ``app_name`` (tests, ``rca serve`` shutdown); False if none."""
+    """Stop and remove the detached reader of ``app_name`` and its digester actors (tests, ``rca serve``
+    shutdown); False if there was no reader."""
     import ray
 
     handle = get_reader(app_name)
+    stop_digesters(app_name, timeout_seconds)
     if handle is None:
         return False
     try:

@@ -16,22 +16,19 @@ as JSON: the alive nodes, the node of every Summarizer replica, the analysis.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support import ray_nodes
+from tests.support.ray_nodes import RAY
+
 REPO = Path(__file__).resolve().parents[2]
 SCENARIO = "db_pool_exhaustion"
 APP = "rca-two-nodes"
-RAY = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
 
 
 # ---------------------------------------------------------------- the driver (a subprocess)
@@ -62,7 +59,7 @@ def drive(address: str, database_url: str, data_dir: str) -> dict:
 
     ray.init(address=address, log_to_driver=False, logging_level="WARNING")
     try:
-        _wait_for_nodes(address, 2)
+        ray_nodes.wait_for_nodes(2)
         alive = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
         serve.start(proxy_location="Disabled")
         settings = Settings(database_url=database_url, data_dir=Path(data_dir), summarizer_replicas=2)
@@ -91,80 +88,12 @@ def drive(address: str, database_url: str, data_dir: str) -> dict:
 # ---------------------------------------------------------------- the test
 
 
-def _free_ports(n: int) -> list[int]:
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, deadline_s: float = 90) -> None:
-    import socket
-
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if process.poll() is not None:
-            pytest.fail(f"ray start --head exited with {process.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.5)
-    pytest.fail(f"the Ray head did not open port {port} within {deadline_s:.0f} s")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """End one ``ray start --block`` (its node goes with it); SIGKILL its own group if it lingers."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
 @pytest.fixture
 def two_nodes() -> Iterator[tuple[str, dict[str, str]]]:
     if RAY is None:
         pytest.skip("the ray command is not installed")
-    temp = Path(tempfile.mkdtemp(prefix="rca2n-", dir="/tmp"))  # short: Ray's socket paths must fit
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": ""}
-    (gcs, head_nm, head_om, head_client, head_metrics, head_agent, head_agent_grpc, head_rt,
-     worker_nm, worker_om, worker_metrics, worker_agent, worker_agent_grpc, worker_rt) = _free_ports(14)
-    address = f"127.0.0.1:{gcs}"
-    common = ["--block", "--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
-    head = subprocess.Popen(
-        [RAY, "start", "--head", f"--port={gcs}", *common, "--include-dashboard=false", f"--temp-dir={temp}",
-         f"--node-manager-port={head_nm}", f"--object-manager-port={head_om}", f"--ray-client-server-port={head_client}",
-         f"--metrics-export-port={head_metrics}", f"--dashboard-agent-listen-port={head_agent}",
-         f"--dashboard-agent-grpc-port={head_agent_grpc}", f"--runtime-env-agent-port={head_rt}",
-         "--object-store-memory=100000000"],
-        env=env, stdout=open(temp / "head.out", "w"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    worker = None
-    try:
-        _wait_for_port(gcs, head)  # the worker joins a head that answers (and has its auth token)
-        worker = subprocess.Popen(
-            [RAY, "start", f"--address={address}", *common,
-             f"--node-manager-port={worker_nm}", f"--object-manager-port={worker_om}",
-             f"--metrics-export-port={worker_metrics}", f"--dashboard-agent-listen-port={worker_agent}",
-             f"--dashboard-agent-grpc-port={worker_agent_grpc}", f"--runtime-env-agent-port={worker_rt}",
-             "--object-store-memory=100000000"],
-            env=env, stdout=open(temp / "worker.out", "w"), stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        yield address, env
-    finally:
-        if worker is not None:
-            _stop(worker)
-        _stop(head)
-        shutil.rmtree(temp, ignore_errors=True)
+    with ray_nodes.two_nodes() as started:
+        yield started
 
 
 @pytest.mark.serve
@@ -186,18 +115,6 @@ def test_summarizer_replicas_spread_over_a_head_and_a_worker_node_and_the_analys
     assert seen["expected_culprit"] in [h["service"] for h in analysis["hypotheses"]]
     assert analysis["stats"]["lines_in"] >= seen["log_entries"] * 0.9, "lines were lost between the nodes"
     assert analysis["stats"]["chunks"] >= 2, "the lines were not fanned out over the replicas"
-
-
-def _wait_for_nodes(address: str, count: int, deadline_s: float = 120) -> None:
-    """The driver starts only once both nodes have joined (the worker needs the head first)."""
-    import ray
-
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if sum(1 for n in ray.nodes() if n["Alive"]) >= count:
-            return
-        time.sleep(1)
-    raise SystemExit(f"the cluster at {address} has fewer than {count} alive nodes after {deadline_s:.0f} s")
 
 
 if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "--driver":

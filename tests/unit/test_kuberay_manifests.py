@@ -343,3 +343,28 @@ def test_every_object_gets_the_namespace_and_kustomize_files_exist(base: list) -
             assert doc["metadata"]["namespace"] == "rca", doc["metadata"]["name"]
     assert {d["kind"] for d in base} >= {"RayService", "ServiceAccount", "Role", "RoleBinding", "NetworkPolicy",
                                          "PodMonitor", "ConfigMap", "Namespace"}
+
+
+def _quantity(text: str) -> float:
+    """A Kubernetes quantity as a number: CPUs for ``500m``/``2``, bytes for ``512Mi``/``4Gi``."""
+    match = QUANTITY.match(text)
+    assert match, f"not a quantity: {text}"
+    scale = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+             "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}[match.group(3)]
+    return float(match.group(1)) * scale
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_digester_settings_parse_and_fit_the_worker_pods(overlay: str) -> None:
+    """Each worker hosts RCA_DIGESTERS_PER_NODE digesters: their CPU and memory must fit in it, with
+    room for Serve's replicas (a digester at its bound was measured at ~4x the bound resident)."""
+    from pipelines.settings import Settings
+
+    docs = build(KUBERAY / "overlays" / overlay)
+    (config,) = [d for d in _docs("ConfigMap", docs) if d["metadata"]["name"] == "rca-config"]
+    settings = Settings(**{k: v for k, v in config["data"].items() if k.startswith("RCA_DIGEST")})
+    (service,) = _docs("RayService", docs)
+    for worker in service["spec"]["rayClusterConfig"]["workerGroupSpecs"]:
+        limits = worker["template"]["spec"]["containers"][0]["resources"]["limits"]
+        assert settings.digesters_per_node * settings.digester_num_cpus <= _quantity(limits["cpu"]) / 2
+        assert settings.digesters_per_node * 4 * settings.digest_max_bytes <= _quantity(limits["memory"]) / 2
