@@ -359,11 +359,10 @@ def _as_alertmanager_alert(data: dict) -> dict:
 def _read_log_files(paths: list[Path], max_bytes: int) -> tuple[list[str | dict], list[str]]:
     """The files' lines, and notes on what was left out or how a file was read.
 
-    A file none of whose lines names a service, under a name that names one (``orders.log``),
-    is read as that service's: its lines go on parsed, as events that carry it.
+    A file whose lines name no service, under a name that names one (``orders.log``), is read as
+    that service's: its lines go on parsed, as events that carry it.
     """
-    from anomaly.intake import parse_frame
-    from pipelines.sources.files import events_of, read_tail, service_of_file
+    from pipelines.sources.files import events_of, names_services, read_tail, service_of_file
 
     lines: list[str | dict] = []
     notes: list[str] = []
@@ -378,9 +377,9 @@ def _read_log_files(paths: list[Path], max_bytes: int) -> tuple[list[str | dict]
             continue
         notes.extend(read.notes(path, max_bytes))
         service = service_of_file(path)
-        if service and read.lines and parse_frame(read.lines)[0].get_column("service").null_count() == len(read.lines):
+        if service and not names_services(read.lines):
             lines.extend(e.model_dump(mode="json") for e in events_of(read.lines, service, path.name))
-            notes.append(f"{path.name}: no line names its service; read as {service}'s, from the file name")
+            notes.append(f"{path.name}: its lines name no service; read as {service}'s, from the file name")
             continue
         lines.extend(read.lines)
     return lines, notes
@@ -577,11 +576,12 @@ def eval_nezha(
     """Replay Nezha fault cases as production runs (the alert late, its ContextWindow only) through the
     Serve pipeline and score root-cause localization with 95% intervals."""
     from pipelines.evaluation.intervals import describe
-    from pipelines.evaluation.nezha import TELEMETRY_KINDS, NezhaDatasetError, load_cases, score_cases, without
+    from pipelines.evaluation.nezha import NezhaDatasetError, load_cases, score_cases, telemetry_kinds, without
 
-    left_out = sorted(set(leave_out or []))
-    if any(kind not in TELEMETRY_KINDS for kind in left_out):
-        raise CliError(f"--without {next(k for k in left_out if k not in TELEMETRY_KINDS)!r}: choose from {', '.join(TELEMETRY_KINDS)}")
+    try:
+        left_out = telemetry_kinds(leave_out or [])
+    except ValueError as exc:
+        raise CliError(f"--without: {exc}") from exc
 
     if alert_at not in ("delay", "rules"):
         raise CliError(f"--alert-at {alert_at!r}: choose delay or rules")

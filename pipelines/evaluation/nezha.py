@@ -693,16 +693,22 @@ def replay_context(
 TELEMETRY_KINDS = ("logs", "metrics", "spans")
 
 
+def telemetry_kinds(kinds: Iterable[str]) -> list[str]:
+    """The distinct kinds, sorted; ValueError naming one that is not a kind of telemetry."""
+    chosen = sorted(set(kinds))
+    unknown = [kind for kind in chosen if kind not in TELEMETRY_KINDS]
+    if unknown:
+        raise ValueError(f"unknown telemetry kind {unknown[0]!r}; choose from {', '.join(TELEMETRY_KINDS)}")
+    return chosen
+
+
 def without(context: IncidentContext, kinds: Iterable[str]) -> IncidentContext:
     """The same incident with some kinds of telemetry left out, in the window and the baseline alike.
 
     How the analyzer does on a system that logs little (Nezha's Online Boutique has metrics and
     traces, and few logs) can be seen on one that logs: replay it without its logs.
     """
-    drop = {kind: [] for kind in kinds}
-    unknown = set(drop) - set(TELEMETRY_KINDS)
-    if unknown:
-        raise ValueError(f"unknown telemetry kind {sorted(unknown)[0]!r}; choose from {', '.join(TELEMETRY_KINDS)}")
+    drop = {kind: [] for kind in telemetry_kinds(kinds)}
     if not drop:
         return context
     return context.model_copy(update={"window": context.window.model_copy(update=drop),

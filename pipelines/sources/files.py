@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from anomaly.intake import parse_lines
+from anomaly.intake import parse_frame, parse_lines
 from anomaly.pods import workload_of_pod
 from pipelines.schemas import Alert, LogEvent
 from pipelines.sources.base import SourceResult, describe_error
@@ -190,6 +190,17 @@ def service_of_file(path: Path) -> str | None:
     if not _SERVICE_NAME.fullmatch(stem) or stem in GENERIC_LOG_NAMES:
         return None
     return workload_of_pod(stem)
+
+
+#: lines of a file the intake reads to tell whether its lines name their service
+SERVICE_SAMPLE_LINES = 2_000
+
+
+def names_services(lines: list[str]) -> bool:
+    """Do a file's lines name their service? Its first lines tell (one cheap parse), since a file
+    holds one export format; a later line that names one keeps it anyway (``events_of``)."""
+    frame, _ = parse_frame(lines[:SERVICE_SAMPLE_LINES])
+    return frame.get_column("service").null_count() < frame.height
 
 
 def events_of(lines: list[str], service: str, file_name: str) -> list[LogEvent]:

@@ -41,7 +41,6 @@ Serve ingress's ``process_alert``.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable

@@ -103,3 +103,9 @@ def test_serve_refuses_an_unreadable_notification_secret_file_before_starting_an
     )
     assert done.returncode == 2
     assert "RCA_SLACK_WEBHOOK_URL_FILE" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unknown_telemetry_kind_to_leave_out_is_named(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["eval", "nezha", str(tmp_path), "--without", "traces"])
+    assert isinstance(result.exception, CliError)
+    assert str(result.exception) == "--without: unknown telemetry kind 'traces'; choose from logs, metrics, spans"

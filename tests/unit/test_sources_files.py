@@ -146,4 +146,4 @@ def test_a_file_name_names_the_service_of_lines_that_name_none(tmp_path: Path) -
         ("orders", "ERROR", "Failed to load order 7: Read timed out"), ("orders", "INFO", "order 8 loaded")]
     assert events[0]["timestamp"].startswith("2025-12-06T10:00:00") and events[0]["labels"] == {"file": "orders.log"}
     assert [e for e in entries if isinstance(e, str)] == [prefixed.read_text().strip(), "2025-12-06T10:00:00Z ERROR boom"]
-    assert notes == ["orders.log: no line names its service; read as orders's, from the file name"]
+    assert notes == ["orders.log: its lines name no service; read as orders's, from the file name"]

@@ -146,7 +146,6 @@ class LogTemplateSignal:
         digest = evidence.digest
         if digest is None or not digest.lines:
             return []
-        base = _baseline_counts(evidence.baseline_digest)
         base_errors = _baseline_counts(evidence.baseline_digest, errors_only=True)
         has_baseline = evidence.baseline_digest is not None and evidence.baseline_digest.lines > 0
         scale = digest.lines / evidence.baseline_digest.lines if has_baseline else 1.0
@@ -192,7 +191,7 @@ class LogTemplateSignal:
                 proofs[service].append((g.weight * share, f'error template "{text}" x{g.count} ({why}baseline {g.seen})'))
 
         if has_baseline and VANISHED_WEIGHT > 0:
-            self._vanished(evidence, base, scale, weight, kinds, proofs)
+            self._vanished(evidence, _baseline_counts(evidence.baseline_digest), scale, weight, kinds, proofs)
 
         out = []
         for service, w in weight.items():
