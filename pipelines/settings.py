@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     digester_num_cpus: float = Field(default=0.2, gt=0, le=64, validation_alias="RCA_DIGESTER_CPUS")
     span_buffer_max_bytes: int = Field(default=128 * 1024 * 1024, ge=1024, validation_alias="RCA_SPAN_BUFFER_MAX_BYTES")
     context_wait_seconds: float = Field(default=DEFAULT_AFTER_SECONDS, ge=0, validation_alias="RCA_CONTEXT_WAIT_SECONDS")
+    # How long an alert's context waits for the log digesters to read rca.logs to its end (a digester that
+    # is joining the group or rebuilding moved partitions after a crash); past it the analysis goes on and
+    # names the shortfall in its degraded reasons. Above the digesters' session timeout (10 s), so that a
+    # crashed member's partitions can move and be re-read within it.
+    context_catchup_seconds: float = Field(default=30.0, ge=0, validation_alias="RCA_CONTEXT_CATCHUP_SECONDS")
     max_inflight_analyses: int = Field(default=8, ge=1, validation_alias="RCA_MAX_INFLIGHT_ANALYSES")
     # Kafka over TLS (README "Security" > "TLS", pipelines/tls.kafka_client_options): SSL, or SASL_SSL with
     # SCRAM; never SASL_PLAINTEXT (credentials in clear). The CA is RCA_KAFKA_CA_FILE, else RCA_CA_FILE,

@@ -29,6 +29,7 @@ from typing import Any
 from pipelines.settings import Settings
 from pipelines.streaming.digester import DigesterStats, DigestRange
 from pipelines.streaming.digester_group import DigesterMember, merge_ranges
+from pipelines.streaming.offsets import ReadPositions
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,9 @@ class DigesterHost:
     def caught_up(self) -> bool:
         """Read to the ends of its partitions; a member without partitions (more members than partitions) is."""
         return self.member.caught_up() or self.member.holds_nothing()
+
+    def read_positions(self) -> ReadPositions | None:
+        return self.member.read_positions()
 
     def stats(self) -> DigesterStats:
         return self.member.stats()
@@ -196,6 +200,16 @@ class DigesterActors:
             return all(await self._ask_all("caught_up"))
         except DigestersUnavailable:
             return False
+
+    async def read_positions(self) -> ReadPositions | None:
+        """Every digester's read positions in one map; None while one cannot answer or has not joined."""
+        try:
+            answers = await self._ask_all("read_positions")
+        except DigestersUnavailable:
+            return None
+        if any(answer is None for answer in answers):
+            return None
+        return {key: value for answer in answers for key, value in answer.items()}
 
     async def consumed(self) -> int:
         return sum(await self._ask_all("consumed"))

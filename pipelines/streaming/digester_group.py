@@ -35,6 +35,7 @@ from pipelines import metrics
 from pipelines.settings import Settings
 from pipelines.tls import kafka_client_options
 from pipelines.streaming.dead_letters import DeadLetters
+from pipelines.streaming.offsets import ReadPositions
 from pipelines.streaming.digester import DigesterStats, DigestRange, Digester, history_seconds
 from pipelines.streaming.producer import Publisher
 from pipelines.streaming.retry import backoff_seconds
@@ -241,16 +242,20 @@ class DigesterMember:
         """The partitions' digesters summed."""
         return DigesterStats.total([d.stats() for d in self.digesters.values()], self.settings.digest_max_bytes)
 
+    def read_positions(self) -> ReadPositions | None:
+        """Where each partition it holds is read to, and its end as last fetched; None until it has
+        joined the group (its share is unknown)."""
+        consumer = self._consumer
+        if consumer is None or not self.joined():
+            return None
+        return {f"{tp.topic}/{tp.partition}": (self._positions.get(tp), consumer.highwater(tp))
+                for tp in list(self.digesters)}
+
     def caught_up(self) -> bool:
         """Has every assigned partition been read to its end as last fetched?"""
-        consumer = self._consumer
-        if consumer is None or not self.digesters:
-            return False
-        for tp in self.digesters:
-            end, position = consumer.highwater(tp), self._positions.get(tp)
-            if end is None or position is None or position < end:
-                return False
-        return True
+        positions = self.read_positions()
+        return bool(positions) and all(position is not None and end is not None and position >= end
+                                       for position, end in positions.values())
 
     def joined(self) -> bool:
         """In the group and given its partitions (possibly none) at least once."""

@@ -31,3 +31,37 @@ class PartitionProgress:
             return None
         offset = min(self.pending) if self.pending else self.next_offset
         return None if self.committed is not None and offset <= self.committed else offset
+
+
+ReadPositions = dict[str, tuple[int | None, int | None]]
+"""``topic/partition`` -> (next offset to read, end of the partition as last fetched); None: not known yet."""
+
+
+def read_to(positions: ReadPositions | None, targets: dict[str, int]) -> bool:
+    """Has every partition of ``targets`` been read up to its target offset?
+
+    ``positions`` None (a consumer that has not joined, or a digester that gave no answer) or a
+    target partition nobody reports (it is moving between members) is not read."""
+    if positions is None:
+        return False
+    for key, target in targets.items():
+        position = positions.get(key, (None, None))[0]
+        if position is None or position < target:
+            return False
+    return True
+
+
+def read_targets(positions: ReadPositions | None, partitions: dict[str, int]) -> dict[str, int] | None:
+    """The ends to read up to, taken now: one per partition of each topic in ``partitions`` (topic ->
+    partition count). None while a partition is reported by nobody or its end is not known yet
+    (a member that just got it has not fetched), so a context is never taken short of a partition."""
+    if positions is None:
+        return None
+    targets: dict[str, int] = {}
+    for topic, count in partitions.items():
+        for partition in range(count):
+            end = positions.get(f"{topic}/{partition}", (None, None))[1]
+            if end is None:
+                return None
+            targets[f"{topic}/{partition}"] = end
+    return targets

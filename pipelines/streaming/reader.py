@@ -57,7 +57,7 @@ from pipelines.streaming.digester import DigestRange, history_seconds
 from pipelines.streaming.digester_actors import KEEP_EVERY_SECONDS, DigesterActors, stop_digesters
 from pipelines.streaming.digester_group import DigesterMember
 from pipelines.streaming.log_buffer import LogBuffers
-from pipelines.streaming.offsets import PartitionProgress
+from pipelines.streaming.offsets import PartitionProgress, ReadPositions, read_targets, read_to
 from pipelines.streaming.otlp import InvalidSpanBatch, decode_spans
 from pipelines.streaming.producer import Publisher
 from pipelines.streaming.retry import backoff_seconds
@@ -143,6 +143,7 @@ class KafkaReader:
         self._actors = DigesterActors(settings, app_name) if digester_actors and app_name else None
         self._stopping = False
         self._span_positions: dict[TopicPartition, int] = {}
+        self._topic_partitions: dict[str, int] = {}  # rca.logs and rca.spans -> partition count, once known
         self.counts: dict[str, int] = {
             "spans_consumed": 0,
             "alerts_consumed": 0,
@@ -238,6 +239,7 @@ class KafkaReader:
             found = await ensure_topics(self.bootstrap, self.settings.kafka_partitions, self.topics,
                                         client_options=kafka_client_options(self.settings))
             count = found.partitions.get(self.topics.spans, 0)
+            self._topic_partitions = {topic: found.partitions.get(topic, 0) for topic in (self.topics.logs, self.topics.spans)}
             if count < 1:
                 raise KafkaUnavailable(f"topic {self.topics.spans} has no partitions")
             assigned = [TopicPartition(self.topics.spans, p) for p in range(count)]
@@ -379,34 +381,41 @@ class KafkaReader:
             progress.finish(record.offset)
 
     async def _wait_for_context(self, alert: Alert) -> None:
-        """Give the logs written just after the alert ``context_wait_seconds`` to arrive.
-
-        Then, for at most as long again (and at least a second), wait until the log consumer
-        has read up to the end of ``rca.logs`` as last fetched, so that lines published
-        before the alert are in the digests even when the alert is read first.
-        """
+        """Give the logs written just after the alert ``context_wait_seconds`` to arrive."""
         if alert.status != "firing":
             return
         wait = self.settings.context_wait_seconds
         delay = alert.timestamp.timestamp() + wait - _now()
         if delay > 0:
             await asyncio.sleep(min(delay, wait))
-        deadline = _now() + max(wait, 1.0)
-        while await self._context_behind() and _now() < deadline:
+
+    async def _caught_up_within(self, seconds: float) -> bool:
+        """Wait (at most ``seconds``) until the digests and the spans are read up to the ends their
+        partitions had when the wait began, so that lines published before the alert are in the
+        context even when the alert is read first, or a digester is still joining or rebuilding
+        moved partitions. Ends taken once, not chased: under a steady stream the context does not
+        wait for lines newer than itself. False if they were still behind when the time ran out."""
+        deadline = _now() + seconds
+        targets: dict[str, int] | None = None
+        while True:
+            positions = await self._read_positions()
+            if targets is None and self._topic_partitions:
+                targets = read_targets(positions, self._topic_partitions)
+            if targets is not None and read_to(positions, targets):
+                return True
+            if _now() >= deadline:
+                return False
             await asyncio.sleep(0.05)
 
-    async def _context_behind(self) -> bool:
-        """Are the digests or the spans not yet read to the ends of their partitions, as last fetched?"""
-        if not (await self._actors.caught_up() if self._actors is not None else self.digests.caught_up()):
-            return True
+    async def _read_positions(self) -> ReadPositions | None:
+        """The log digesters' and the span consumer's read positions in one map (None while either is not up)."""
+        logs = await self._actors.read_positions() if self._actors is not None else self.digests.read_positions()
         consumer = self._spans_consumer
-        if consumer is None or not self._span_positions:
-            return True
-        for tp in consumer.assignment():
-            end, position = consumer.highwater(tp), self._span_positions.get(tp)
-            if end is None or position is None or position < end:
-                return True
-        return False
+        if logs is None or consumer is None:
+            return None
+        spans = {f"{tp.topic}/{tp.partition}": (self._span_positions.get(tp), consumer.highwater(tp))
+                 for tp in consumer.assignment()}
+        return {**logs, **spans}
 
     async def _digest_range(self, start: float, end: float, *, through_end: bool) -> DigestRange:
         """A range's merged digests: of every digester actor, or of the reader's own member."""
@@ -423,6 +432,10 @@ class KafkaReader:
             return IncidentContext(alert=alert)
         span = ContextWindow.for_alert(alert, self.settings)
         reasons = []
+        if not await self._caught_up_within(self.settings.context_catchup_seconds):
+            reasons.append(f"the log and span consumers had not read Kafka to its end after "
+                           f"{self.settings.context_catchup_seconds:g} s (RCA_CONTEXT_CATCHUP_SECONDS): "
+                           f"lines written near the alert may be missing")
         ranges = {}
         for label, (start, end) in (("window", (span.start, span.end)), ("baseline", span.baseline)):
             ranges[label] = found = await self._digest_range(start, end, through_end=label == "window")

@@ -122,6 +122,36 @@ async def test_alerts_become_incidents_with_the_logs_of_their_window_and_the_win
         await alerts.stop()
 
 
+async def test_a_reader_started_with_alerts_waiting_takes_their_context_only_once_the_lines_are_read(
+        kafka_bootstrap: str) -> None:
+    """A restarted reader finds alerts already in rca.alerts: it reads them at once, while its log
+    member is still joining the group and re-reading the backlog. The context waits for the lines
+    written before the alert instead of being taken empty."""
+    settings = isolated_settings(kafka_bootstrap, context_window_seconds=60, context_wait_seconds=0.0)
+    topics = TopicNames.from_settings(settings)
+    book = IncidentBook()
+    logs, alerts = LogPublisher(kafka_bootstrap, topics=topics), AlertPublisher(kafka_bootstrap, topics=topics)
+    fired = datetime.now(timezone.utc)
+    count = 50_000
+    try:
+        await logs.publish([{"message": f"GET /cart/{i} 502 upstream reset", "service": f"svc-{i % 7}",
+                             "timestamp": (fired - timedelta(seconds=20 - i / count * 19)).isoformat()}
+                            for i in range(count)])
+        await alerts.publish([alert(1, fired)])
+    finally:
+        await logs.stop()
+        await alerts.stop()
+    reader = KafkaReader(settings, process=book.process)
+    await reader.start()
+    try:
+        await eventually(lambda: len(book.incidents) == 1, "the waiting alert stored as an incident", within=90)
+        (incident,) = book.incidents.values()
+        assert incident["logs"].lines == count
+        assert incident["degraded_reasons"] == []
+    finally:
+        await reader.stop()
+
+
 async def test_alerts_get_the_spans_of_their_window_from_otlp_batches(kafka_bootstrap: str) -> None:
     """An OpenTelemetry Collector's Kafka exporter (otlp_json) writes batches to rca.spans; the alert's
     context holds the spans of its window, its baseline those of the window before; a batch with no

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from pipelines.streaming.producer import alert_record, log_record
-from pipelines.streaming.offsets import PartitionProgress
+from pipelines.streaming.offsets import PartitionProgress, read_targets, read_to
 from pipelines.streaming.log_buffer import parse_log_event
 from pipelines.schemas import Alert
 
@@ -36,6 +36,25 @@ def test_an_offset_taken_again_after_redelivery_keeps_the_highest_position() -> 
     progress.finish(3)
     progress.finish(5)
     assert progress.committable() == 6
+
+
+def test_context_targets_wait_for_every_partition_and_its_end() -> None:
+    counts = {"rca.logs": 2, "rca.spans": 1}
+    complete = {"rca.logs/0": (5, 9), "rca.logs/1": (3, 3), "rca.spans/0": (0, 0)}
+    assert read_targets(complete, counts) == {"rca.logs/0": 9, "rca.logs/1": 3, "rca.spans/0": 0}
+    # a partition nobody holds (mid-rebalance), an end not fetched yet, or a digester not joined: no targets
+    assert read_targets({k: v for k, v in complete.items() if k != "rca.logs/1"}, counts) is None
+    assert read_targets({**complete, "rca.logs/1": (None, None)}, counts) is None
+    assert read_targets(None, counts) is None
+
+
+def test_context_is_read_when_every_target_is_reached_even_as_the_end_moves_on() -> None:
+    targets = {"rca.logs/0": 9, "rca.logs/1": 3}
+    assert not read_to({"rca.logs/0": (5, 9), "rca.logs/1": (3, 3)}, targets)
+    assert read_to({"rca.logs/0": (9, 20), "rca.logs/1": (3, 7)}, targets)  # newer lines are not waited for
+    assert not read_to({"rca.logs/0": (12, 20)}, targets)  # rca.logs/1 moved and nobody holds it yet
+    assert not read_to({"rca.logs/0": (12, 20), "rca.logs/1": (None, 7)}, targets)  # its new owner is rebuilding
+    assert not read_to(None, targets)
 
 
 def test_alert_record_is_keyed_by_fingerprint_and_round_trips() -> None:
