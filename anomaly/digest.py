@@ -25,6 +25,7 @@ from anomaly.masking import mask_series
 from anomaly.records import LogRecord
 from anomaly.mining import tokenize
 from anomaly.templates import assign_templates
+from anomaly import span_sample
 
 MAX_SAMPLES = 3
 #: Width of the time buckets lines are counted in. Ten seconds resolve the onset of a fault
@@ -106,8 +107,10 @@ _SHAPES_SCHEMA = {"shape": pl.String, "count": pl.Int64, "first": pl.Float64, "l
 TRACE_CONTEXT_PATTERN = r"(?i)\b(?:trace|span)[_ -]?id\b[\"']?\s*[:=]\s*[\"']?[0-9a-f]{8,32}\b[\"']?,?"
 #: template ids of a baseline's lines that match none of this digest's templates (``counts_of``)
 BASELINE_PREFIX = "baseline:"
-#: at most this many (shape, span) links are kept per digest; later ones are counted as dropped
+#: at most this many traced requests (span ids) keep their line links per digest: a sample by span id
+#: (:mod:`anomaly.span_sample`); the lines of the others are counted in ``dropped`` as ``span_links_sampled_out``
 MAX_SPAN_LINKS = 200_000
+SAMPLED_OUT = "span_links_sampled_out"
 #: side tables: shape -> key -> line count
 _SIDE = {"levels": "level", "services": "service", "exceptions": "exception", "buckets": "bucket", "spans": "span",
          "failures": "service"}
@@ -149,10 +152,17 @@ class Digest:
     stay vectorized; Python objects are only made per *template* when asked for.
     """
 
-    def __init__(self, *, bucket_seconds: float = BUCKET_SECONDS) -> None:
+    def __init__(self, *, bucket_seconds: float = BUCKET_SECONDS, max_linked_spans: int | None = None) -> None:
+        """``max_linked_spans``: the span links this digest keeps at most (default ``MAX_SPAN_LINKS``);
+        a streaming bucket keeps fewer, so that a window's buckets merged hold about that many."""
         if not (isinstance(bucket_seconds, (int, float)) and bucket_seconds > 0 and math.isfinite(bucket_seconds)):
             raise ValueError(f"bucket_seconds must be a positive number, got {bucket_seconds!r}")
+        if max_linked_spans is not None and max_linked_spans < 1:
+            raise ValueError(f"max_linked_spans must be positive, got {max_linked_spans}")
         self.bucket_seconds = float(bucket_seconds)
+        self.max_linked_spans = max_linked_spans or MAX_SPAN_LINKS
+        #: the span sample's threshold: links are kept for spans whose hash is below it
+        self.span_threshold = span_sample.SPACE
         self.lines = 0
         self.services: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
@@ -173,9 +183,10 @@ class Digest:
         return cls.from_frame(frame, bucket_seconds=bucket_seconds)
 
     @classmethod
-    def from_frame(cls, frame: pl.DataFrame, *, bucket_seconds: float = BUCKET_SECONDS) -> Digest:
+    def from_frame(cls, frame: pl.DataFrame, *, bucket_seconds: float = BUCKET_SECONDS,
+                   max_linked_spans: int | None = None) -> Digest:
         """Vectorized build from a frame with ``message, timestamp, level, service`` (and maybe ``span``) columns."""
-        digest = cls(bucket_seconds=bucket_seconds)
+        digest = cls(bucket_seconds=bucket_seconds, max_linked_spans=max_linked_spans)
         if frame.height == 0:
             return digest
         msg = pl.col("message").cast(pl.String).fill_null("")
@@ -257,6 +268,7 @@ class Digest:
             self.services[k] = self.services.get(k, 0) + v
         for k, v in other.dropped.items():
             self.dropped[k] = self.dropped.get(k, 0) + v
+        self.span_threshold = min(self.span_threshold, other.span_threshold)
         self._pending.extend(other._pending)
         self._pending.append(dict(other._tables))  # frames are immutable: sharing is safe
         self._templates = None
@@ -287,12 +299,24 @@ class Digest:
             self.dropped[reason] = self.dropped.get(reason, 0) + n
 
     def _cap_span_links(self) -> None:
-        """Bound the span table: trace-linked lines beyond ``MAX_SPAN_LINKS`` are counted, not kept."""
+        """Keep the links of a sample of the spans, at most ``max_linked_spans`` of them, chosen by span id
+        (:mod:`anomaly.span_sample`): the lines of the others are counted, never their templates' counts."""
         spans = self._tables["spans"]
-        if spans.height > MAX_SPAN_LINKS:
-            over = int(spans.slice(MAX_SPAN_LINKS).get_column("n").sum())
-            self._tables["spans"] = spans.head(MAX_SPAN_LINKS)
-            self.dropped["span_links_over_limit"] = self.dropped.get("span_links_over_limit", 0) + over
+        if self.span_threshold >= span_sample.SPACE and spans.height <= self.max_linked_spans:
+            return
+        hashes = span_sample.span_hashes(spans.get_column("span"))
+        self.span_threshold = span_sample.lower_threshold(hashes, self.span_threshold, self.max_linked_spans)
+        keep = hashes < self.span_threshold
+        if keep.all():
+            return
+        self._tables["spans"] = spans.filter(keep)
+        out = int(spans.filter(~keep).get_column("n").sum())
+        self.dropped[SAMPLED_OUT] = self.dropped.get(SAMPLED_OUT, 0) + out
+
+    def keeps_span(self, span_id: str) -> bool:
+        """Is this request in the digest's span sample (are its lines' links kept)? A reader that counts
+        spans against ``span_templates`` counts only these, so the shares it reads are not biased."""
+        return span_sample.kept(span_id, self.span_threshold)
 
     def _table(self, name: str) -> pl.DataFrame:
         self._compact()
@@ -471,13 +495,17 @@ class Digest:
             "lines": self.lines,
             "services": dict(self.services),
             "dropped": dict(self.dropped),
+            "span_threshold": self.span_threshold,
+            "max_linked_spans": self.max_linked_spans,
             "tables": {name: t.to_dict(as_series=False) for name, t in self._tables.items()},
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Digest:
         try:
-            out = cls(bucket_seconds=float(d.get("bucket_seconds", BUCKET_SECONDS)))
+            out = cls(bucket_seconds=float(d.get("bucket_seconds", BUCKET_SECONDS)),
+                      max_linked_spans=int(d.get("max_linked_spans", MAX_SPAN_LINKS)))
+            out.span_threshold = int(d.get("span_threshold", span_sample.SPACE))
             out.lines = int(d["lines"])
             out.services = {str(k): int(v) for k, v in d.get("services", {}).items()}
             out.dropped = {str(k): int(v) for k, v in d.get("dropped", {}).items()}

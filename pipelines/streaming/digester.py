@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from anomaly.digest import BUCKET_SECONDS, Digest, event_frame
+from anomaly.digest import BUCKET_SECONDS, MAX_SPAN_LINKS, Digest, event_frame
 from pipelines.pipeline import SPAN_LABELS
 from pipelines.streaming.log_buffer import DROP_OVERSIZED, InvalidLogEvent, decode_log_event
 
@@ -138,6 +138,10 @@ class Digester:
         self.retention_seconds = float(retention_seconds)
         self.bucket_seconds = float(bucket_seconds)
         self.max_event_bytes = max_event_bytes
+        # a bucket keeps the line links of a sample of its requests, sized so that the buckets an alert's
+        # window merges (about half the retention) hold about what one digest keeps: the links stay flat
+        # as the log rate grows, where they grew by ~60 bytes a traced line
+        self.linked_spans_per_bucket = max(1, int(MAX_SPAN_LINKS * 2 * self.bucket_seconds / self.retention_seconds))
         self.batch_events = batch_events
         self._clock = clock
         # the pending batch, as the columns of anomaly.digest.event_frame
@@ -217,8 +221,10 @@ class Digester:
         for where in set(parts) | set(empties):
             (bucket,) = where
             part = parts.get(where)
-            digest = (_own_strings(Digest.from_frame(part, bucket_seconds=self.bucket_seconds)) if part is not None
-                      else Digest(bucket_seconds=self.bucket_seconds))
+            digest = (_own_strings(Digest.from_frame(part, bucket_seconds=self.bucket_seconds,
+                                                     max_linked_spans=self.linked_spans_per_bucket))
+                      if part is not None else
+                      Digest(bucket_seconds=self.bucket_seconds, max_linked_spans=self.linked_spans_per_bucket))
             if where in empties:
                 digest.count_dropped({"empty": empties[where]})
             held = self._digests.get(bucket)

@@ -153,8 +153,46 @@ def test_span_links_are_bounded_and_what_is_left_out_is_counted(monkeypatch) -> 
     records = [LogRecord(message=f"step {i % 2} done span_id={i:016x}", timestamp=float(i)) for i in range(12)]
     d = Digest.from_records(records[:6]).merge(Digest.from_records(records[6:]))
     assert sum(len(t) for t in d.span_templates().values()) == 5
-    assert d.dropped["span_links_over_limit"] == 12 - 5
+    assert d.dropped["span_links_sampled_out"] == 12 - 5
     assert sum(t.count for t in d.templates.values()) == 12  # only the links are bounded, never the counts
+
+
+def test_the_span_sample_is_the_same_whatever_the_merge_order_and_spans_the_whole_range(monkeypatch) -> None:
+    """Bottom-k by span id: digests mined apart and merged in any order keep the links of the same
+    requests as one pass, and those requests come from the whole range, not its first lines."""
+    import random
+
+    import anomaly.digest as digest_module
+    from anomaly import span_sample
+
+    monkeypatch.setattr(digest_module, "MAX_SPAN_LINKS", 50)
+    rng = random.Random(7)
+    records = [LogRecord(message=f"step {i % 3} done span_id={rng.getrandbits(64):016x}", timestamp=float(i))
+               for i in range(600)]
+    one_pass = Digest.from_records(records)
+    parts = [Digest.from_records(records[i:i + 100]) for i in range(0, 600, 100)]
+    rng.shuffle(parts)
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = merged.merge(part)
+    assert set(merged.span_templates()) == set(one_pass.span_templates())
+    assert len(one_pass.span_templates()) == 50
+    assert merged.span_threshold == one_pass.span_threshold < span_sample.SPACE
+    kept_times = [r.timestamp for r in records if one_pass.keeps_span(r.message.rsplit("=", 1)[1])]
+    assert len(kept_times) == 50 and min(kept_times) < 150 and max(kept_times) > 450
+    assert one_pass.dropped["span_links_sampled_out"] == merged.dropped["span_links_sampled_out"] == 550
+    assert Digest.from_dict(merged.to_dict()).span_threshold == merged.span_threshold
+
+
+def test_span_hash_reads_hex_ids_and_hashes_any_other_id_the_same_in_python_and_polars() -> None:
+    import polars as pl
+
+    from anomaly import span_sample
+
+    ids = ["00F067AA0BA902B7", "00f067aa0ba902b7", "span-42", "abc", "0ba902b7"]
+    assert span_sample.span_hash(ids[0]) == span_sample.span_hash(ids[1]) == 0x0BA902B7
+    assert span_sample.span_hashes(pl.Series(ids)).to_list() == [span_sample.span_hash(i) for i in ids]
+    assert all(0 <= span_sample.span_hash(i) < span_sample.SPACE for i in ids)
 
 
 def test_span_ids_are_read_from_json_logfmt_inline_and_shipper_labels() -> None:
@@ -185,7 +223,7 @@ def test_intake_drops_and_left_out_links_are_both_counted(monkeypatch) -> None:
 
     monkeypatch.setattr(digest_module, "MAX_SPAN_LINKS", 2)
     d = digest_lines([f"step done span_id={i:016x}" for i in range(5)] + ["", "   "])
-    assert d.dropped == {"span_links_over_limit": 3, "empty": 2}
+    assert d.dropped == {"span_links_sampled_out": 3, "empty": 2}
 
 
 def test_code_locations_name_statements_and_are_not_masked():

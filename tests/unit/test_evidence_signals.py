@@ -197,6 +197,24 @@ def test_an_operation_that_stops_logging_after_the_alert_names_its_service() -> 
     assert verdict.hypotheses[0].fault_type == "code_exception"
 
 
+def test_a_sampled_digest_counts_only_the_sampled_requests(monkeypatch) -> None:
+    """Links of a third of the requests kept (the span sample of a busy stream): the shift is still
+    found, and the share before is read over the sampled requests (every one wrote the line), not
+    over all of them."""
+    import re
+
+    import anomaly.digest as digest_module
+
+    spans, rows = _traced(T0 - 60, 60, broken_after=T0)
+    monkeypatch.setattr(digest_module, "MAX_SPAN_LINKS", 40)  # of 120 linked requests (orders and routes)
+    window = _digest(rows)
+    assert len(window.span_templates()) == 40 and window.dropped["span_links_sampled_out"] > 0
+    findings = LogPatternSignal().findings(_evidence(window, _digest(_normal(T0 - 600)), spans=spans))
+    assert [f.service for f in findings] == ["routes"]
+    before, n_ref = map(int, re.search(r"(\d+) of (\d+) before", findings[0].evidence).groups())
+    assert before == n_ref < 30
+
+
 def test_no_pattern_shift_without_a_change() -> None:
     spans, rows = _traced(T0 - 60, 60, broken_after=None)
     assert LogPatternSignal().findings(_evidence(_digest(rows), _digest(_normal(T0 - 600)), spans=spans)) == []

@@ -74,7 +74,10 @@ class LogPatternSignal:
         logged = evidence.digest.span_templates()
         if not logged:
             return []
-        timeline = _Timeline.of(evidence.spans, logged, evidence.digest.bucket_seconds)
+        # only the requests in the digest's span sample: an operation's share that wrote a line is
+        # counted over the spans whose links were kept
+        sampled = [s for s in evidence.spans if evidence.digest.keeps_span(s.span_id)]
+        timeline = _Timeline.of(sampled, logged, evidence.digest.bucket_seconds)
         baseline = _baseline_sample(evidence)
         best: dict[str, tuple[float, str]] = {}
         for op, per_bucket in timeline.spans.items():
@@ -189,7 +192,7 @@ def _baseline_sample(evidence: Evidence) -> _Sample:
         return sample
     b_first, b_last = _edges(evidence.baseline_spans)
     for s in evidence.baseline_spans:
-        if _inside(s, b_first, b_last):
+        if _inside(s, b_first, b_last) and baseline.keeps_span(s.span_id):
             sample.add(s, base_logged.get(s.span_id.lower(), {}))
     return sample
 
