@@ -99,8 +99,9 @@ def _matches(template_tokens: list[str], tokens: list[str]) -> bool:
     )
 
 
+#: per shape: its first and last line ("samples") and its first error lines ("error_samples")
 _SHAPES_SCHEMA = {"shape": pl.String, "count": pl.Int64, "first": pl.Float64, "last": pl.Float64,
-                  "samples": pl.List(pl.String)}
+                  "samples": pl.List(pl.String), "error_samples": pl.List(pl.String)}
 #: Trace context a logging pattern prints into every line (``TraceID: 3b3a... SpanID: 0ba8...``). It
 #: is request metadata, not part of the event: left in, every line of an application shares it
 #: and the miner reads that shared prefix as the event, merging unrelated statements.
@@ -120,6 +121,24 @@ _SIDE_SCHEMA = {
 }
 #: absorbed tables are compacted (concat + group-by) once this many are pending
 _COMPACT_EVERY = 16
+
+
+#: over a group of shapes' rows (a merge, or a template's shapes): the first line of the earliest, the
+#: last line of the latest, and the first error lines
+_FIRST_LINE = pl.col("samples").sort_by("first", maintain_order=True).first().list.first()
+_LAST_LINE = pl.col("samples").sort_by("last", maintain_order=True).last().list.last()
+_ERROR_LINES = (pl.col("error_samples").sort_by("first", maintain_order=True).list.explode(keep_nulls=False, empty_as_null=False)
+                .unique(maintain_order=True).head(MAX_SAMPLES).alias("error_samples"))
+
+
+def _exemplars(first_line: str | None, last_line: str | None, error_lines: list[str]) -> list[str]:
+    """A template's exemplar lines: its first error line, its first and last lines, then more error lines.
+
+    An error inside a template of mostly normal lines (the 502s among an access log's 200s) is
+    what an on-call engineer needs to see, and the first and last lines show the template's
+    span of time: the start of a fault and how it looks now."""
+    ordered = [*error_lines[:1], first_line, last_line, *error_lines[1:]]
+    return list(dict.fromkeys(line for line in ordered if line is not None))[:MAX_SAMPLES]
 
 
 def _empty(schema: dict) -> pl.DataFrame:
@@ -214,7 +233,10 @@ class Digest:
             pl.len().cast(pl.Int64).alias("count"),
             pl.col("timestamp").min().alias("first"),
             pl.col("timestamp").max().alias("last"),
-            pl.col("message").head(MAX_SAMPLES).str.slice(0, MAX_SAMPLE_CHARS).unique(maintain_order=True).alias("samples"),
+            pl.concat_list(pl.col("message").first(), pl.col("message").last())
+            .list.eval(pl.element().str.slice(0, MAX_SAMPLE_CHARS)).list.unique(maintain_order=True).alias("samples"),
+            pl.col("message").filter(pl.col("failed")).head(MAX_SAMPLES).str.slice(0, MAX_SAMPLE_CHARS)
+            .unique(maintain_order=True).alias("error_samples"),
         )
         for name, key in _SIDE.items():
             if name in ("exceptions", "failures"):
@@ -285,7 +307,8 @@ class Digest:
                 pl.col("count").sum(),
                 pl.col("first").min(),
                 pl.col("last").max(),
-                pl.col("samples").list.explode(keep_nulls=False, empty_as_null=False).unique(maintain_order=True).head(MAX_SAMPLES),
+                pl.concat_list(_FIRST_LINE, _LAST_LINE).list.drop_nulls().list.unique(maintain_order=True).alias("samples"),
+                _ERROR_LINES,
             )
         }
         for name, key in _SIDE.items():
@@ -366,7 +389,9 @@ class Digest:
                 pl.col("count").sum(),
                 pl.col("first").min(),
                 pl.col("last").max(),
-                pl.col("samples").list.explode(keep_nulls=False, empty_as_null=False).unique(maintain_order=True).head(MAX_SAMPLES),
+                _FIRST_LINE.alias("first_line"),
+                _LAST_LINE.alias("last_line"),
+                _ERROR_LINES,
             )
         )
         levels = self._by_template("levels", "level", amap)
@@ -374,7 +399,8 @@ class Digest:
         exceptions = self._by_template("exceptions", "exception", amap)
         failures = self._by_template("failures", "service", amap)
         out: dict[str, TemplateStats] = {}
-        for tid, text, count, first, last, samples in agg.iter_rows():
+        for tid, text, count, first, last, first_line, last_line, error_lines in agg.iter_rows():
+            samples = _exemplars(first_line, last_line, error_lines)
             exc = exceptions.get(tid, {})
             failed = failures.get(tid, {})
             worded = bool(exc or error_words.search(no_error.sub(" ", text)))
@@ -510,7 +536,9 @@ class Digest:
             out.services = {str(k): int(v) for k, v in d.get("services", {}).items()}
             out.dropped = {str(k): int(v) for k, v in d.get("dropped", {}).items()}
             tables = d["tables"]
-            out._tables["shapes"] = pl.DataFrame(tables["shapes"], schema=_SHAPES_SCHEMA)
+            shapes = dict(tables["shapes"])
+            shapes.setdefault("error_samples", [[] for _ in shapes.get("shape", [])])  # a digest of version 2
+            out._tables["shapes"] = pl.DataFrame(shapes, schema=_SHAPES_SCHEMA)
             for name, schema in _SIDE_SCHEMA.items():
                 out._tables[name] = pl.DataFrame(tables.get(name, {k: [] for k in schema}), schema=schema)
         except (KeyError, TypeError, ValueError, AttributeError, pl.exceptions.PolarsError) as exc:

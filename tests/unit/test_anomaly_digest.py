@@ -282,3 +282,30 @@ def test_a_template_that_mixes_failed_and_normal_lines_counts_only_the_failed_as
     assert [t.error_lines for t in words.templates.values()] == [5]  # its words say error: every line is one
     twice = Digest.from_dict(json.loads(json.dumps(digest.to_dict()))).merge(digest)
     assert {t.error_lines for t in twice.templates.values()} == {24, 8}
+
+
+def test_exemplars_are_the_first_error_then_the_first_and_last_lines_whatever_the_merge_order() -> None:
+    """Mined in parts and merged in any order, a template shows its first error line, then its
+    first and last lines: the start of a fault and how it looks at the end of the range."""
+    import random
+
+    records = [LogRecord(message=f"GET /api/orders/{i} 200 in {i % 9} ms", timestamp=float(i), level="INFO")
+               for i in range(300)]
+    records += [LogRecord(message=f"GET /api/orders/{i} 503 in 1 ms", timestamp=i + 0.5, level="ERROR")
+                for i in range(120, 300, 10)]
+    records.sort(key=lambda r: r.timestamp)
+    one_pass = Digest.from_records(records)
+    parts = [Digest.from_records(records[i:i + 40]) for i in range(0, len(records), 40)]
+    random.Random(3).shuffle(parts)
+    merged = Digest.merge_all(parts)
+    for digest in (one_pass, merged, Digest.from_dict(merged.to_dict())):
+        (template,) = digest.templates.values()
+        assert template.samples == ["GET /api/orders/120 503 in 1 ms", "GET /api/orders/0 200 in 0 ms",
+                                    "GET /api/orders/299 200 in 2 ms"]
+
+
+def test_a_digest_sent_before_error_exemplars_existed_still_reads() -> None:
+    d = Digest.from_records([LogRecord(message="user 1 logged in", timestamp=1.0)]).to_dict()
+    d["tables"]["shapes"].pop("error_samples")
+    (template,) = Digest.from_dict(d).templates.values()
+    assert template.samples == ["user 1 logged in"]
