@@ -296,6 +296,11 @@ class Digest:
         self._templates = None
         self._shape_template = None
 
+    def compact(self) -> None:
+        """Fold the merges not yet folded in. A digest held for long calls it after each merge: merges
+        are otherwise folded every ``_COMPACT_EVERY``, and until then each holds its own tables."""
+        self._compact()
+
     def _compact(self) -> None:
         if not self._pending:
             return

@@ -2,7 +2,7 @@
 
 For each cluster log rate (default 10k, 50k, 100k lines/s) it generates two full context
 windows and the wait after the alert of ``rca.logs`` events (40 services, ~200 bytes each,
-5 % errors; the variable fields are the kinds production lines carry and the masking handles:
+5 % errors, half of them traced (a span id each, as an OpenTelemetry log bridge writes it); the variable fields are the kinds production lines carry and the masking handles:
 numbers, hex ids, UUIDs, IPs with ports, durations, so distinct shapes stay ~100 however high
 the rate) and feeds the *same* events, in the same order, to
 
@@ -99,8 +99,9 @@ def generate(rate: int, seconds: float, services: int, t0: float = T0) -> Iterat
                 level, text = "ERROR", ERRORS[(i // 20) % 3].format(**args)
             else:
                 level, text = "INFO", STATEMENTS[(i // services + s) % 6].format(**args)
+            traced = f',"span_id":"{(mixed * 0xBF58476D1CE4E5B9) >> 64:016x}"' if i % 2 == 0 else ""
             value = (f'{{"timestamp":{moment:.5f},"service":"{names[s]}","pod":"{names[s]}-7d9f-{i % 3}",'
-                     f'"level":"{level}","message":"{text}"}}').encode()
+                     f'"level":"{level}","message":"{text}"{traced}}}').encode()
             batch.append(Record(value, keys[s], int(moment * 1000)))
         n += len(batch)
         yield batch

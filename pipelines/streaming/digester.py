@@ -232,6 +232,7 @@ class Digester:
                 self._digests[bucket] = digest
             else:
                 held.absorb(digest)
+                held.compact()  # held for the retention period: unfolded merges would grow with the rate
             self.lines += digest.lines
             self._resize(bucket)
         self._expire()
