@@ -8,9 +8,15 @@
    way the webhook does; the real Serve app (its own Ray, embedded PostgreSQL and topics,
    HTTP on a free port) reads them from Kafka, analyzes and stores them. Reports the time
    until every alert is a stored incident with an analysis, and any loss.
+3. **an alert under load** (``--load-rate R``): the real Serve app again, while a producer in
+   another process writes R log lines a second, live (stamped with the wall clock), for a whole
+   context window (``--load-window``) and on; then alerts fire one after another. Reports, per
+   alert, the time from its publication to its stored analysis (the alert's own
+   ``RCA_CONTEXT_WAIT_SECONDS`` included, and given apart), the analysis' own duration, and the
+   lines of its window the analysis counted against the lines written in it.
 
 usage: .venv/bin/python bench/kafka_throughput.py [--json] [--events 500000] [--alerts 1000]
-       [--bootstrap 127.0.0.1:9092] [--skip-storm]
+       [--bootstrap 127.0.0.1:9092] [--skip-storm] [--skip-logs] [--load-rate 20000 --load-window 60]
 Over TLS: the RCA_KAFKA_SECURITY_PROTOCOL, RCA_KAFKA_CA_FILE... of the environment (README "TLS").
 Needs the broker (scripts/kafka start); never run as a test.
 """
@@ -248,18 +254,122 @@ async def _storm(settings: Settings, count: int, app_seconds: float, store_class
     }
 
 
+def _produce_live(bootstrap: str, topic: str, rate: int, seconds: float, started: Any, written: Any) -> None:
+    """Child process: write ``rate`` events a second for ``seconds``, each stamped with the wall clock,
+    in 0.1 s ticks; ``written`` counts them, ``started`` is when the first tick went out."""
+    from aiokafka import AIOKafkaProducer
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20, max_batch_size=256 * 1024,
+                                    **kafka_client_options(Settings()))
+        await producer.start()
+        per_tick, index = max(1, rate // 10), 0
+        started.value = began = time.time()
+        while time.time() - began < seconds:
+            tick = time.time()
+            sends = []
+            for key, value in make_events(per_tick, tick):
+                sends.append(await producer.send(topic, value=value, key=key))
+                index += 1
+            await asyncio.gather(*sends)
+            written.value = index
+            await asyncio.sleep(max(0.0, 0.1 - (time.time() - tick)))
+        await producer.stop()
+
+    asyncio.run(run())
+
+
+def bench_alert_under_load(bootstrap: str, rate: int, window: float, alerts: int = 5) -> dict[str, Any]:
+    """Alerts analyzed by the real Serve app while ``rate`` lines/s flow into ``rca.logs``."""
+    from pipelines import runtime
+    from pipelines.store import Store
+
+    tag = uuid.uuid4().hex[:8]
+    with tempfile.TemporaryDirectory(prefix="rca-bench-") as folder:
+        settings = Settings(
+            kafka_bootstrap=bootstrap, kafka_logs_topic=f"bench.{tag}.logs", kafka_alerts_topic=f"bench.{tag}.alerts",
+            kafka_dlq_topic=f"bench.{tag}.dlq", kafka_spans_topic=f"bench.{tag}.spans", kafka_group_id=f"bench-{tag}",
+            kafka_partitions=3, context_wait_seconds=1.0, context_window_seconds=int(window), data_dir=Path(folder),
+            port=_free_port(), host="127.0.0.1",
+        )
+        app = runtime.start(settings, http=False, num_cpus=2)
+        context = multiprocessing.get_context("spawn")
+        started, written = context.Value("d", 0.0), context.Value("q", 0)
+        producer = context.Process(target=_produce_live, args=(bootstrap, settings.kafka_logs_topic, rate,
+                                                               window + 15 + alerts * 6, started, written))
+        producer.start()
+        try:
+            return asyncio.run(_alerts_under_load(app.settings, rate, window, alerts, started, written, Store))
+        finally:
+            producer.terminate()
+            producer.join()
+            from pipelines.streaming.reader import stop_reader
+
+            stop_reader("rca")
+            runtime.stop()
+
+
+async def _alerts_under_load(settings: Settings, rate: int, window: float, alerts: int, started: Any,
+                             written: Any, store_class: Any) -> dict[str, Any]:
+    publisher = AlertPublisher.from_settings(settings)
+    store = await store_class.connect(settings.database_url)
+    rows = []
+    try:
+        while not started.value or time.time() - started.value < window + 10:  # a whole window written
+            await asyncio.sleep(0.5)
+        for index in range(alerts):
+            fired = datetime.now(timezone.utc)
+            fingerprint = f"load-{uuid.uuid4().hex[:8]}"
+            await publisher.publish([Alert(name="HighErrorRate", severity="critical", timestamp=fired,
+                                           labels={"alertname": "HighErrorRate", "service": SERVICES[index]},
+                                           fingerprint=fingerprint)])
+            published = time.time()
+            found = None
+            while found is None and time.time() - published < 300:
+                async with store._pool.acquire() as conn:  # noqa: SLF001 - a benchmark may peek
+                    found = await conn.fetchrow(
+                        "SELECT extract(epoch FROM a.created_at) AS stored, a.duration_seconds, "
+                        "(a.body->'stats'->>'lines_in')::bigint AS lines_in FROM analyses a "
+                        "JOIN incidents i ON i.id = a.incident_id WHERE i.fingerprint = $1", fingerprint)
+                if found is None:
+                    await asyncio.sleep(0.05)
+            if found is not None:
+                rows.append({"alert_to_stored_analysis_seconds": round(found["stored"] - published, 3),
+                             "of_which_context_wait_seconds": settings.context_wait_seconds,
+                             "analysis_seconds": round(found["duration_seconds"] or 0.0, 3),
+                             "lines_in": found["lines_in"],
+                             "lines_written_in_window": int(min(window, published - started.value) * rate)})
+            await asyncio.sleep(max(0.0, 5 - (time.time() - published)))
+    finally:
+        await publisher.stop()
+        await store.close()
+    waits = sorted(r["alert_to_stored_analysis_seconds"] for r in rows)
+    return {"rate_lines_per_s": rate, "window_seconds": window, "lines_written": written.value,
+            "alerts": alerts, "analyzed": len(rows),
+            "alert_to_stored_analysis_seconds": {"median": waits[len(waits) // 2] if waits else None,
+                                                 "max": waits[-1] if waits else None},
+            "per_alert": rows}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--alerts", type=int, default=1000)
     parser.add_argument("--skip-storm", action="store_true")
+    parser.add_argument("--skip-logs", action="store_true")
+    parser.add_argument("--load-rate", type=int, default=0, help="lines/s written live while alerts fire (0: skip)")
+    parser.add_argument("--load-window", type=float, default=60.0, help="INCIDENT_CONTEXT_WINDOW under load, seconds")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    result: dict[str, Any] = {"logs": asyncio.run(bench_logs(args.bootstrap, args.events))}
+    result: dict[str, Any] = {}
+    if not args.skip_logs:
+        result["logs"] = asyncio.run(bench_logs(args.bootstrap, args.events))
     if not args.skip_storm:
         result["alert_storm"] = bench_storm(args.bootstrap, args.alerts)
+    if args.load_rate:
+        result["alert_under_load"] = bench_alert_under_load(args.bootstrap, args.load_rate, args.load_window)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
