@@ -115,6 +115,7 @@ class DigesterMember:
         self._positions: dict[TopicPartition, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._dropped_recorded: dict[str, int] = {}
+        self._spans_dropped_recorded: dict[str, int] = {}
 
     async def start(self) -> None:
         """Run :meth:`run` in a task of its own (once; later calls do nothing while it runs, and
@@ -256,7 +257,7 @@ class DigesterMember:
         return lags
 
     def record_metrics(self) -> None:
-        """Set the lag gauge of each partition held and count the lines dropped since the last call.
+        """Set the lag gauge of each partition held and count the lines and spans dropped since the last call.
 
         The one place a member's metrics are written (its host calls it periodically: the reader,
         or the digester actor); never raises."""
@@ -264,10 +265,10 @@ class DigesterMember:
             for key, value in self.lag().items():
                 topic, partition = key.rsplit("/", 1)
                 metrics.set_kafka_lag(topic, int(partition), value)
-            dropped = self.dropped()
-            new = {reason: n - self._dropped_recorded.get(reason, 0) for reason, n in dropped.items()}
-            metrics.count_lines(0, {reason: n for reason, n in new.items() if n > 0})
-            self._dropped_recorded = dropped
+            dropped, spans_dropped = self.dropped(), self.stats().spans.dropped
+            metrics.count_lines(0, _since(dropped, self._dropped_recorded))
+            metrics.count_spans_dropped(_since(spans_dropped, self._spans_dropped_recorded))
+            self._dropped_recorded, self._spans_dropped_recorded = dropped, spans_dropped
         except Exception as error:  # noqa: BLE001 - metrics never take the digester down
             logger.warning("digester %s metrics not recorded: %s: %s", self.client_id, type(error).__name__, error)
 
@@ -313,6 +314,11 @@ class DigesterMember:
         parts = [digester.between(start, end, through_end=through_end) for _, digester in sorted(self.digesters.items())]
         spans = [store.between(start, end, through_end=through_end) for _, store in sorted(self.span_stores.items())]
         return merge_ranges(parts, spans)
+
+
+def _since(counts: dict[str, int], recorded: dict[str, int]) -> dict[str, int]:
+    """What each count grew by since it was last recorded."""
+    return {reason: n - recorded.get(reason, 0) for reason, n in counts.items() if n > recorded.get(reason, 0)}
 
 
 def merge_ranges(ranges: list[DigestRange], spans: list[SpanRange] | None = None) -> DigestRange:
