@@ -66,6 +66,8 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "rca_incidents_total": ("counter", ("category", "severity"), "Incidents analyzed, by category and severity."),
     "rca_log_lines_total": ("counter", (), "Log lines received for analysis (before any drop)."),
     "rca_log_lines_dropped_total": ("counter", ("reason",), "Log lines dropped, by reason."),
+    "rca_spans_dropped_total": ("counter", ("reason",),
+                                "Trace spans the Kafka digesters left out (older than retention, incomplete, memory bound), by reason."),
     "rca_templates_mined_total": ("counter", (), "Log templates mined from the lines of analyses."),
     "rca_anomalies_flagged_total": ("counter", (), "Anomalies the scorer flagged."),
     "rca_llm_requests_total": ("counter", ("outcome",), "LLM requests, by outcome."),
@@ -186,18 +188,27 @@ def count_incident(category: str, severity: str) -> None:
 def count_lines(lines_in: int, dropped: dict[str, int]) -> None:
     """Count lines received and, per reason (oversized, buffer_full, ...), lines dropped."""
     _inc("rca_log_lines_total", lines_in)
+    _inc_by_reason("rca_log_lines_dropped_total", dropped)
+
+
+def count_spans_dropped(dropped: dict[str, int]) -> None:
+    """Count, per reason (older_than_retention, span_incomplete, span_bound), spans the digesters left out."""
+    _inc_by_reason("rca_spans_dropped_total", dropped)
+
+
+def _inc_by_reason(name: str, counts: dict[str, int]) -> None:
     try:
-        items = list(dropped.items()) if isinstance(dropped, dict) else []
+        items = list(counts.items()) if isinstance(counts, dict) else []
     except Exception as error:  # noqa: BLE001
-        _guard("rca_log_lines_dropped_total", error)
+        _guard(name, error)
         return
     for reason, count in items:
         try:
-            tags = {"reason": _label("rca_log_lines_dropped_total", reason)}
+            tags = {"reason": _label(name, reason)}
         except Exception as error:  # noqa: BLE001
-            _guard("rca_log_lines_dropped_total", error)
+            _guard(name, error)
             continue
-        _inc("rca_log_lines_dropped_total", count, tags)
+        _inc(name, count, tags)
 
 
 def count_templates(n: int) -> None:

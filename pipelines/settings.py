@@ -85,9 +85,10 @@ class Settings(BaseSettings):
     kafka_dlq_topic: str = Field(default="rca.dlq", validation_alias="RCA_KAFKA_DLQ_TOPIC")
     kafka_spans_topic: str = Field(default="rca.spans", validation_alias="RCA_KAFKA_SPANS_TOPIC")
     digest_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1024 * 1024, validation_alias="RCA_DIGEST_MAX_BYTES")
-    # digesters (pipelines/streaming/digester_actors.py): Ray actors in one consumer group on rca.logs
+    # digesters (pipelines/streaming/digester_actors.py): Ray actors in one consumer group on rca.logs and rca.spans
     digesters_per_node: int = Field(default=1, ge=1, le=64, validation_alias="RCA_DIGESTERS_PER_NODE")
     digester_num_cpus: float = Field(default=0.2, gt=0, le=64, validation_alias="RCA_DIGESTER_CPUS")
+    # each digester's spans of its rca.spans partitions (pipelines/streaming/span_store.py), shared by them
     span_buffer_max_bytes: int = Field(default=128 * 1024 * 1024, ge=1024, validation_alias="RCA_SPAN_BUFFER_MAX_BYTES")
     context_wait_seconds: float = Field(default=DEFAULT_AFTER_SECONDS, ge=0, validation_alias="RCA_CONTEXT_WAIT_SECONDS")
     # How long an alert's context waits for the log digesters to read rca.logs to its end (a digester that

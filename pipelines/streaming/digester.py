@@ -41,6 +41,8 @@ import polars as pl
 from anomaly.digest import BUCKET_SECONDS, MAX_SPAN_LINKS, Digest, event_frame
 from pipelines.pipeline import SPAN_LABELS
 from pipelines.streaming.log_buffer import DROP_OVERSIZED, InvalidLogEvent, decode_log_event
+from pipelines.streaming.span_store import SpanRange, SpanStoreStats
+from pipelines.streaming.time_buckets import DROP_EXPIRED, TimeBuckets
 
 if TYPE_CHECKING:
     from pipelines.settings import Settings
@@ -50,7 +52,6 @@ BATCH_EVENTS = 100_000
 BATCH_BYTES = 32 * 1024 * 1024
 """...or this many bytes of messages, whichever comes first: pending text stays bounded whatever the line size."""
 
-DROP_EXPIRED = "older_than_retention"
 CUT_REASON = "digest_bound"
 
 
@@ -74,10 +75,12 @@ def _own_strings(digest: Digest) -> Digest:
 
 @dataclass(frozen=True)
 class DigestRange:
-    """The merged digest of a time range, and how many of its lines the memory bound cut."""
+    """The merged digest of a time range, how many of its lines the memory bound cut, and (from a
+    digester member, which also holds ``rca.spans`` partitions) the range's spans."""
 
     digest: Digest
     cut_lines: int
+    spans: SpanRange = SpanRange()
 
     def degraded_reason(self, label: str, max_bytes: int) -> str | None:
         """What an analysis must say when lines of this range were cut, else None."""
@@ -99,6 +102,7 @@ class DigesterStats:
     pending: int
     cut_lines: int
     dropped: dict[str, int]
+    spans: SpanStoreStats = SpanStoreStats()
 
     @classmethod
     def total(cls, parts: list[DigesterStats], max_bytes: int) -> DigesterStats:
@@ -111,10 +115,11 @@ class DigesterStats:
             bytes=sum(p.bytes for p in parts), max_bytes=max_bytes, lines=sum(p.lines for p in parts),
             buckets=sum(p.buckets for p in parts), keys=sum(p.keys for p in parts),
             pending=sum(p.pending for p in parts), cut_lines=sum(p.cut_lines for p in parts), dropped=dropped,
+            spans=SpanStoreStats.total(p.spans for p in parts),
         )
 
 
-class Digester:
+class Digester(TimeBuckets):
     """Mines log events as they arrive into one Digest per bucket, bounded by ``max_bytes``."""
 
     def __init__(
@@ -128,22 +133,16 @@ class Digester:
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``clock`` gives the time retention is counted from (the benchmark's event time runs faster)."""
-        if max_bytes < 1:
-            raise ValueError(f"max_bytes must be positive, got {max_bytes}")
-        if not retention_seconds > 0:
-            raise ValueError(f"retention_seconds must be positive, got {retention_seconds}")
+        super().__init__(max_bytes=max_bytes, retention_seconds=retention_seconds, bucket_seconds=bucket_seconds,
+                         clock=clock, cut_reason=CUT_REASON)
         if batch_events < 1:
             raise ValueError(f"batch_events must be positive, got {batch_events}")
-        self.max_bytes = max_bytes
-        self.retention_seconds = float(retention_seconds)
-        self.bucket_seconds = float(bucket_seconds)
         self.max_event_bytes = max_event_bytes
         # a bucket keeps the line links of a sample of its requests, sized so that the buckets an alert's
         # window merges (about half the retention) hold about what one digest keeps: the links stay flat
         # as the log rate grows, where they grew by ~60 bytes a traced line
         self.linked_spans_per_bucket = max(1, int(MAX_SPAN_LINKS * 2 * self.bucket_seconds / self.retention_seconds))
         self.batch_events = batch_events
-        self._clock = clock
         # the pending batch, as the columns of anomaly.digest.event_frame
         self._messages: list[str] = []
         self._times: list[float] = []
@@ -153,11 +152,7 @@ class Digester:
         self._pending_events = 0
         self._pending_bytes = 0
         self._digests: dict[float, Digest] = {}  # bucket -> the digest of every service's lines in it
-        self._sizes: dict[float, int] = {}  # bucket -> estimated bytes of its digests
-        self.bytes = 0
         self.lines = 0
-        self.cut: dict[float, int] = {}  # bucket -> lines the bound evicted
-        self.dropped: dict[str, int] = {}
 
     # ---------------------------------------------------------------- arrival
 
@@ -234,39 +229,14 @@ class Digester:
                 held.absorb(digest)
                 held.compact()  # held for the retention period: unfolded merges would grow with the rate
             self.lines += digest.lines
-            self._resize(bucket)
+            self._resize(bucket, self._digests[bucket].estimated_bytes())
         self._expire()
         self._bound()
 
-    def _resize(self, bucket: float) -> None:
-        size = self._digests[bucket].estimated_bytes()
-        self.bytes += size - self._sizes.get(bucket, 0)
-        self._sizes[bucket] = size
-
-    def _drop_bucket(self, bucket: float) -> int:
+    def _remove(self, bucket: float) -> int:
         lines = self._digests.pop(bucket).lines
-        self.bytes -= self._sizes.pop(bucket)
         self.lines -= lines
         return lines
-
-    def _expire(self) -> None:
-        oldest = self._clock() - self.retention_seconds
-        for bucket in [b for b in self._digests if b < oldest]:
-            self._count(DROP_EXPIRED, self._drop_bucket(bucket))
-        for bucket in [b for b in self.cut if b < oldest]:
-            del self.cut[bucket]
-
-    def _bound(self) -> None:
-        """Evict the oldest buckets until the digests fit ``max_bytes``; their lines are counted as cut."""
-        while self.bytes > self.max_bytes and self._digests:
-            bucket = min(self._digests)
-            lines = self._drop_bucket(bucket)
-            self.cut[bucket] = self.cut.get(bucket, 0) + lines
-            self._count(CUT_REASON, lines)
-
-    def _count(self, reason: str, n: int) -> None:
-        if n:
-            self.dropped[reason] = self.dropped.get(reason, 0) + n
 
     # ---------------------------------------------------------------- queries
 

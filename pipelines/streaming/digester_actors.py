@@ -5,16 +5,16 @@ Why actors of their own
     digests. Inside the reader actor the digesters could never use more than that one process:
     as actors, ``RCA_DIGESTERS_PER_NODE`` of them run on every node (each a
     :class:`~pipelines.streaming.digester_group.DigesterMember` of one consumer group, so Kafka
-    shares the partitions of ``rca.logs`` among them, and moves a dead one's partitions to the
-    others), each asks for ``RCA_DIGESTER_CPUS`` so KubeRay's autoscaler sees them, and a node
+    shares the partitions of ``rca.logs`` and ``rca.spans`` among them, and moves a dead one's
+    partitions to the others), each asks for ``RCA_DIGESTER_CPUS`` so KubeRay's autoscaler sees them, and a node
     the autoscaler adds gets its own when the reader next looks (every ``KEEP_EVERY_SECONDS``).
 
 Context by merging
     An alert's window and baseline are asked of every digester at once
     (:meth:`DigesterActors.between`); each answers with its partitions' buckets already merged
-    (one digest per range per digester), and the reader merges those few
-    (:func:`~pipelines.streaming.digester_group.merge_ranges`). A digester holding no partition
-    answers an empty digest.
+    (one digest per range per digester) and the spans of its span partitions (``Span`` models),
+    and the reader merges those few (:func:`~pipelines.streaming.digester_group.merge_ranges`).
+    A digester holding no partition answers an empty digest and no span.
 
 Names: ``rca-digester-<app>-<node id prefix>-<index>`` in Ray namespace ``rca``, detached and
 restarted by Ray when they die (a restarted one rejoins the group and rebuilds from Kafka).
@@ -95,11 +95,13 @@ class DigesterHost:
     def stats(self) -> DigesterStats:
         return self.member.stats()
 
-    def consumed(self) -> int:
-        return self.member.consumed
+    def consumed(self) -> tuple[int, int]:
+        """Log records and span records read."""
+        return self.member.consumed, self.member.spans_consumed
 
     def partitions(self) -> list[str]:
-        return sorted(f"{tp.topic}/{tp.partition}" for tp in self.member.digesters)
+        """The ``rca.logs`` and ``rca.spans`` partitions it holds."""
+        return sorted(f"{tp.topic}/{tp.partition}" for tp in self.member.held())
 
     def node(self) -> str:
         import ray
@@ -211,8 +213,10 @@ class DigesterActors:
             return None
         return {key: value for answer in answers for key, value in answer.items()}
 
-    async def consumed(self) -> int:
-        return sum(await self._ask_all("consumed"))
+    async def consumed(self) -> tuple[int, int]:
+        """Log records and span records read, over every digester."""
+        answers = await self._ask_all("consumed")
+        return sum(logs for logs, _ in answers), sum(spans for _, spans in answers)
 
     async def partitions(self) -> int:
         return sum(len(held) for held in await self._ask_all("partitions"))

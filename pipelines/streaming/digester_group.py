@@ -1,4 +1,5 @@
-"""One member of the digesters' consumer group: the ``rca.logs`` partitions Kafka gives it, mined on arrival.
+"""One member of the digesters' consumer group: the ``rca.logs`` partitions Kafka gives it, mined on
+arrival, and the ``rca.spans`` partitions of the same numbers, held.
 
 Why a consumer group
     One reader that assigns every partition must mine every line of the cluster. Lines are
@@ -8,15 +9,21 @@ Why a consumer group
     (:meth:`DigesterMember.between`).
 
 Rebuild on rebalance, nothing counted twice
-    Each partition has its own :class:`~pipelines.streaming.digester.Digester`. Offsets are
-    never committed: on assignment a member seeks the partition to the first record of the
+    Each ``rca.logs`` partition has its own :class:`~pipelines.streaming.digester.Digester`, each
+    ``rca.spans`` partition its own :class:`~pipelines.streaming.span_store.SpanStore`. Offsets
+    are never committed: on assignment a member seeks the partition to the first record of the
     history an alert can ask for (two windows and the wait, by record time) and rebuilds its
-    buckets from there; on revocation it drops that partition's digests. So a partition that
-    moves (a member stopped, crashed or joined) is mined again, once, by its new owner.
+    buckets from there; on revocation it drops that partition's digests or spans. So a partition
+    that moves (a member stopped, crashed or joined) is read again, once, by its new owner.
 
-The ``range`` assignor gives partition *i* of every subscribed topic to the same member, so a
-member that also subscribes ``rca.spans`` (same partition count, keyed by service) sees a
-service's lines and spans together. Pure asyncio and aiokafka: a Ray actor can host it, tests run it as is.
+Lines and spans together
+    The member subscribes both topics, and the ``range`` assignor gives partition *i* of every
+    subscribed topic to the same member (``ensure_topics`` creates both with the same partition
+    count), so spans keyed by service sit beside that service's lines. The context never depends
+    on that keying: :meth:`DigesterMember.between` answers the spans of every span partition the
+    member holds, and the context merges every member's (:func:`merge_ranges`).
+
+Pure asyncio and aiokafka: a Ray actor can host it, tests run it as is.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -37,6 +45,7 @@ from pipelines.tls import kafka_client_options
 from pipelines.streaming.dead_letters import DeadLetters
 from pipelines.streaming.offsets import ReadPositions
 from pipelines.streaming.digester import DigesterStats, DigestRange, Digester, history_seconds
+from pipelines.streaming.span_store import SpanRange, SpanStore, SpanStoreStats
 from pipelines.streaming.producer import Publisher
 from pipelines.streaming.retry import backoff_seconds
 from pipelines.streaming.topics import TopicNames, ensure_topics
@@ -61,7 +70,8 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 class DigesterMember:
-    """Consumes its share of ``rca.logs`` in the digesters' group into one Digester per partition."""
+    """Consumes its share of ``rca.logs`` into one Digester per partition, and of ``rca.spans`` into one
+    SpanStore per partition, in the digesters' group."""
 
     def __init__(
         self, settings: Settings, *, client_id: str = "rca-digester", clock: Callable[[], float] = time.time,
@@ -89,19 +99,23 @@ class DigesterMember:
         self.client_id = client_id
         self._clock = clock
         self.digesters: dict[TopicPartition, Digester] = {}
+        self.span_stores: dict[TopicPartition, SpanStore] = {}
         self._owns_dead_letters = dead_letters is None
         self.dead_letters = dead_letters or DeadLetters(
             Publisher(self.bootstrap, partitions=None, topics=self.topics,
                       client_options=kafka_client_options(settings)), self.topics.dlq
         )
         self.consumed = 0
+        self.spans_consumed = 0  # span records (batches) read, beside ``consumed`` log records
         self.rebuilds = 0
         self.assignments = 0  # rebalances that gave this member its partitions (possibly none)
         self._partitions = settings.kafka_partitions
+        self._span_partitions = settings.kafka_partitions
         self._consumer: AIOKafkaConsumer | None = None
         self._positions: dict[TopicPartition, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._dropped_recorded: dict[str, int] = {}
+        self._spans_dropped_recorded: dict[str, int] = {}
 
     async def start(self) -> None:
         """Run :meth:`run` in a task of its own (once; later calls do nothing while it runs, and
@@ -129,6 +143,7 @@ class DigesterMember:
                 found = await ensure_topics(self.bootstrap, self.settings.kafka_partitions, self.topics,
                                             client_options=kafka_client_options(self.settings))
                 self._partitions = found.partitions.get(self.topics.logs, self._partitions)
+                self._span_partitions = found.partitions.get(self.topics.spans, self._partitions)
                 consumer = AIOKafkaConsumer(
                     bootstrap_servers=self.bootstrap, group_id=self.group_id, client_id=self.client_id,
                     enable_auto_commit=False, partition_assignment_strategy=(RangePartitionAssignor,),
@@ -137,8 +152,9 @@ class DigesterMember:
                     **kafka_client_options(self.settings),
                 )
                 self._consumer = consumer
-                consumer.subscribe([self.topics.logs], listener=_Rebalance(self))
                 await consumer.start()
+                await self._know_topics(consumer)
+                consumer.subscribe([self.topics.logs, self.topics.spans], listener=_Rebalance(self))
                 return consumer
             except Exception as error:  # noqa: BLE001 - a broker that is down is waited for
                 if self._consumer is not None:
@@ -147,6 +163,17 @@ class DigesterMember:
                 logger.warning("digester %s cannot join %s at %s: %s", self.client_id, self.group_id, self.bootstrap, error)
                 await asyncio.sleep(backoff_seconds(attempt))
                 attempt += 1
+
+    async def _know_topics(self, consumer: AIOKafkaConsumer, within: float = 10.0) -> None:
+        """Wait (bounded) until the consumer's metadata has both topics, just created or not: a group
+        joined while it knew only one would be assigned that one, then rebalance when the other
+        appears, and every partition would be read twice."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            known = await consumer.topics()
+            if self.topics.logs in known and self.topics.spans in known:
+                return
+            await asyncio.sleep(0.1)
 
     async def run(self) -> None:
         """Join the group and mine what it assigns until cancelled; on the way out leave the group and
@@ -159,19 +186,23 @@ class DigesterMember:
                     for digester in self.digesters.values():
                         digester.flush()
                 for tp, records in batches.items():
-                    digester = self.digesters.get(tp)
-                    if digester is None:  # revoked while the batch was on its way
+                    holder = self.digesters.get(tp) or self.span_stores.get(tp)
+                    if holder is None:  # revoked while the batch was on its way
                         continue
-                    self.consumed += len(records)
+                    if tp.topic == self.topics.spans:
+                        self.spans_consumed += len(records)
+                    else:
+                        self.consumed += len(records)
                     if records:
                         self._positions[tp] = records[-1].offset + 1
-                    for record, error in digester.ingest(records):
+                    for record, error in holder.ingest(records):
                         await self.dead_letters.send(record, error.reason, error.detail)
                 if batches and self.mine_delay_seconds:
                     await asyncio.sleep(self.mine_delay_seconds)
         finally:
             self._consumer = None
             self.digesters.clear()
+            self.span_stores.clear()
             self._positions.clear()
             try:
                 await asyncio.wait_for(consumer.stop(), 10.0)
@@ -181,15 +212,21 @@ class DigesterMember:
     async def rebuild(self, assigned: set[TopicPartition]) -> None:
         """Start each newly assigned partition afresh at the first record of the history an alert can ask for."""
         consumer = self._consumer
-        fresh = [tp for tp in assigned if tp not in self.digesters]
+        held = self.held()
+        fresh = [tp for tp in assigned if tp not in held]
         if consumer is None or not fresh:
             return
         share = max(1, self.settings.digest_max_bytes // max(1, self._partitions))
+        span_share = max(1, self.settings.span_buffer_max_bytes // max(1, self._span_partitions))
+        retention = history_seconds(self.settings)
         for tp in fresh:
-            self.digesters[tp] = Digester(
-                max_bytes=share, retention_seconds=history_seconds(self.settings),
-                max_event_bytes=self.settings.max_line_bytes, clock=self._clock,
-            )
+            if tp.topic == self.topics.spans:
+                self.span_stores[tp] = SpanStore(max_bytes=span_share, retention_seconds=retention, clock=self._clock)
+            else:
+                self.digesters[tp] = Digester(
+                    max_bytes=share, retention_seconds=retention,
+                    max_event_bytes=self.settings.max_line_bytes, clock=self._clock,
+                )
         since = int((self._clock() - history_seconds(self.settings)) * 1000)
         ends = await consumer.end_offsets(fresh)  # taken first: nothing written after it is skipped
         found = await consumer.offsets_for_times({tp: since for tp in fresh})
@@ -200,22 +237,27 @@ class DigesterMember:
         self.rebuilds += len(fresh)
 
     def forget(self, revoked: set[TopicPartition]) -> None:
-        """Drop the digests of partitions that move to another member (it rebuilds them)."""
+        """Drop the digests and spans of partitions that move to another member (it rebuilds them)."""
         for tp in revoked:
             self.digesters.pop(tp, None)
+            self.span_stores.pop(tp, None)
             self._positions.pop(tp, None)
+
+    def held(self) -> list[TopicPartition]:
+        """Every partition it holds: its ``rca.logs`` and its ``rca.spans`` partitions."""
+        return [*self.digesters, *self.span_stores]
 
     def lag(self) -> dict[str, int]:
         """Records behind the end of each assigned partition (``topic/partition`` -> count), as last fetched."""
         consumer, lags = self._consumer, {}
-        for tp in list(self.digesters) if consumer is not None else []:
+        for tp in self.held() if consumer is not None else []:
             end, position = consumer.highwater(tp), self._positions.get(tp)  # type: ignore[union-attr]
             if end is not None and position is not None:
                 lags[f"{tp.topic}/{tp.partition}"] = max(0, end - position)
         return lags
 
     def record_metrics(self) -> None:
-        """Set the lag gauge of each partition held and count the lines dropped since the last call.
+        """Set the lag gauge of each partition held and count the lines and spans dropped since the last call.
 
         The one place a member's metrics are written (its host calls it periodically: the reader,
         or the digester actor); never raises."""
@@ -223,10 +265,10 @@ class DigesterMember:
             for key, value in self.lag().items():
                 topic, partition = key.rsplit("/", 1)
                 metrics.set_kafka_lag(topic, int(partition), value)
-            dropped = self.dropped()
-            new = {reason: n - self._dropped_recorded.get(reason, 0) for reason, n in dropped.items()}
-            metrics.count_lines(0, {reason: n for reason, n in new.items() if n > 0})
-            self._dropped_recorded = dropped
+            dropped, spans_dropped = self.dropped(), self.stats().spans.dropped
+            metrics.count_lines(0, _since(dropped, self._dropped_recorded))
+            metrics.count_spans_dropped(_since(spans_dropped, self._spans_dropped_recorded))
+            self._dropped_recorded, self._spans_dropped_recorded = dropped, spans_dropped
         except Exception as error:  # noqa: BLE001 - metrics never take the digester down
             logger.warning("digester %s metrics not recorded: %s: %s", self.client_id, type(error).__name__, error)
 
@@ -239,8 +281,9 @@ class DigesterMember:
         return out
 
     def stats(self) -> DigesterStats:
-        """The partitions' digesters summed."""
-        return DigesterStats.total([d.stats() for d in self.digesters.values()], self.settings.digest_max_bytes)
+        """The partitions' digesters summed, and their span stores."""
+        total = DigesterStats.total([d.stats() for d in self.digesters.values()], self.settings.digest_max_bytes)
+        return replace(total, spans=SpanStoreStats.total(s.stats() for s in self.span_stores.values()))
 
     def read_positions(self) -> ReadPositions | None:
         """Where each partition it holds is read to, and its end as last fetched; None until it has
@@ -249,7 +292,7 @@ class DigesterMember:
         if consumer is None or not self.joined():
             return None
         return {f"{tp.topic}/{tp.partition}": (self._positions.get(tp), consumer.highwater(tp))
-                for tp in list(self.digesters)}
+                for tp in self.held()}
 
     def caught_up(self) -> bool:
         """Has every assigned partition been read to its end as last fetched?"""
@@ -263,18 +306,25 @@ class DigesterMember:
 
     def holds_nothing(self) -> bool:
         """In the group but given no partition (more members than partitions): nothing to catch up on."""
-        return self.joined() and not self.digesters
+        return self.joined() and not self.held()
 
     def between(self, start: float, end: float, *, through_end: bool = False) -> DigestRange:
-        """This member's share of a range: its partitions' digests merged, and what their bounds cut."""
+        """This member's share of a range: its partitions' digests merged, its span partitions' spans,
+        and what their bounds cut."""
         parts = [digester.between(start, end, through_end=through_end) for _, digester in sorted(self.digesters.items())]
-        if not parts:
-            return DigestRange(Digest(), 0)
-        return DigestRange(Digest.merge_all([p.digest for p in parts]), sum(p.cut_lines for p in parts))
+        spans = [store.between(start, end, through_end=through_end) for _, store in sorted(self.span_stores.items())]
+        return merge_ranges(parts, spans)
 
 
-def merge_ranges(ranges: list[DigestRange]) -> DigestRange:
-    """Every member's share of one range, merged: the range's context."""
+def _since(counts: dict[str, int], recorded: dict[str, int]) -> dict[str, int]:
+    """What each count grew by since it was last recorded."""
+    return {reason: n - recorded.get(reason, 0) for reason, n in counts.items() if n > recorded.get(reason, 0)}
+
+
+def merge_ranges(ranges: list[DigestRange], spans: list[SpanRange] | None = None) -> DigestRange:
+    """Several shares of one range merged (a member's partitions, or every member's share: the
+    range's context); ``spans``: span shares beside the ranges' own."""
+    merged_spans = SpanRange.merge([*(r.spans for r in ranges), *(spans or [])])
     if not ranges:
-        return DigestRange(Digest(), 0)
-    return DigestRange(Digest.merge_all([r.digest for r in ranges]), sum(r.cut_lines for r in ranges))
+        return DigestRange(Digest(), 0, merged_spans)
+    return DigestRange(Digest.merge_all([r.digest for r in ranges]), sum(r.cut_lines for r in ranges), merged_spans)

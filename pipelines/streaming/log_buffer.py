@@ -1,11 +1,13 @@
 """Per-service, time-indexed buffers of raw events bounded by memory, and the check of a ``rca.logs`` event.
 
-What holds raw events today
-    The Kafka reader's spans (``RCA_SPAN_BUFFER_MAX_BYTES``): the traces signal reads every
-    span of a window, and spans are far fewer than lines. Log lines are no longer held raw:
-    they are mined on arrival (:mod:`pipelines.streaming.digester`), which keeps both context
-    windows at 100k lines/s where raw lines kept seconds; ``bench/streaming_digests.py`` runs
-    this buffer beside the digester as the baseline it replaced.
+Why it is still here: not on the alert path
+    Nothing on the alert path holds raw events any more. Log lines are mined on arrival
+    (:mod:`pipelines.streaming.digester`), which keeps both context windows at 100k lines/s where
+    raw lines kept seconds, and spans are held by the digesters that hold their ``rca.spans``
+    partitions (:mod:`pipelines.streaming.span_store`). :class:`LogBuffers` is kept for one user:
+    ``bench/streaming_digests.py`` runs it beside the digester as the baseline it replaced (the
+    README's "raw buffer" columns). The check of a ``rca.logs`` event (:func:`decode_log_event`,
+    :func:`parse_log_event`) is on the alert path: the digesters call it.
 
 Why raw bytes, and why blocks
     An event is decoded once, just enough to check it and to learn its service and time
@@ -23,7 +25,7 @@ Oldest first, also for quiet services
 
 Nothing is dropped silently: every event evicted because the budget was reached, and every
 event refused as oversized, is counted in :attr:`LogBuffers.dropped` by reason.
-Pure Python, no Ray and no Kafka: the reader actor calls it, tests call it directly.
+Pure Python, no Ray and no Kafka: the benchmark and tests call it directly.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Why OTLP/JSON on Kafka
     Most traced services already send spans to an OpenTelemetry Collector. Its ``kafka``
     exporter with ``encoding: otlp_json`` publishes each batch as one
     ``ExportTraceServiceRequest`` in the OTLP/JSON encoding (ids in hex, times as decimal
-    strings of nanoseconds), so the reader can hold the last hour of spans beside the logs
+    strings of nanoseconds), so the digesters can hold the last two windows of spans beside the logs
     without a trace store (``configs/otel-collector.yaml``). A producer of its own may also
     send one span per message as this project's ``Span`` JSON.
 

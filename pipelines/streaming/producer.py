@@ -1,4 +1,4 @@
-"""Publishing to the analyzer's topics: alerts keyed by fingerprint, log events keyed by service.
+"""Publishing to the analyzer's topics: alerts keyed by fingerprint, log events and spans keyed by service.
 
 Why ``publish`` returns only after the broker acknowledged
     ``POST /webhook/alertmanager`` answers 202 when :meth:`AlertPublisher.publish` returns,
@@ -24,11 +24,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from pipelines.streaming.topics import KafkaUnavailable, TopicNames, ensure_topics
-from pipelines.schemas import Alert, LogEvent
+from pipelines.schemas import Alert, LogEvent, Span
 from pipelines.settings import Settings
 from pipelines.tls import kafka_client_options
 
-__all__ = ["AlertPublisher", "KafkaUnavailable", "LogPublisher", "Publisher", "alert_record", "log_record"]
+__all__ = ["AlertPublisher", "KafkaUnavailable", "LogPublisher", "Publisher", "SpanPublisher", "alert_record",
+           "log_record", "span_record"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,12 @@ def log_record(event: LogEvent | dict[str, Any]) -> Record:
     model = event if isinstance(event, LogEvent) else LogEvent.model_validate(event)
     key = model.service.encode() if model.service else None
     return key, model.model_dump_json(exclude_none=True).encode()
+
+
+def span_record(span: Span) -> Record:
+    """A span as this project's own producers send it on ``rca.spans``: Span JSON, keyed by service, so
+    it lands on the partition number of its service's lines (the topics are co-partitioned)."""
+    return span.service.encode(), span.model_dump_json().encode()
 
 
 class Publisher:
@@ -207,3 +214,11 @@ class LogPublisher(Publisher):
 
     async def publish(self, events: Sequence[LogEvent | dict[str, Any]]) -> None:
         await self.publish_records(self.topics.logs, (log_record(event) for event in events))
+
+
+class SpanPublisher(Publisher):
+    """Spans onto ``rca.spans``, one a record, keyed by service (tests, the benchmark). An OpenTelemetry
+    Collector sends OTLP/JSON batches instead, keyed as its exporter can (see the README's Kafka section)."""
+
+    async def publish(self, spans: Sequence[Span]) -> None:
+        await self.publish_records(self.topics.spans, (span_record(span) for span in spans))

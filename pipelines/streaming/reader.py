@@ -3,17 +3,18 @@ and trace spans from ``rca.spans`` as context.
 
 One class, :class:`KafkaReader`, and its loops:
 
-* **logs** - ``rca.logs`` is read by the members of the digesters' consumer group
-  (:class:`~pipelines.streaming.digester_group.DigesterMember`), which mine lines on arrival
-  into per-(service, time bucket) digests, never holding raw lines, and rebuild a partition
-  they are given from the last two context windows in Kafka: an alert's context is its window,
-  and its baseline the window before, gathered from every member and merged. Inside Ray the
-  members are the app's digester actors (:mod:`pipelines.streaming.digester_actors`, some on
-  every node); without Ray (tests, benchmarks) the reader runs one member itself. ``rca.spans`` is *assigned* (every partition) from
-  the same two windows back; span batches (OTLP/JSON from an OpenTelemetry Collector,
-  :mod:`pipelines.streaming.otlp`) are decoded and each span kept, raw, in a
-  :class:`~pipelines.streaming.log_buffer.LogBuffers` (the traces signal reads every span of
-  the window, and spans are far fewer than lines). Bad ones go to ``rca.dlq``.
+* **logs and spans** - ``rca.logs`` and ``rca.spans`` are read by the members of the
+  digesters' consumer group (:class:`~pipelines.streaming.digester_group.DigesterMember`),
+  partition *i* of both by the same member. Lines are mined on arrival into per-(service, time
+  bucket) digests, never held raw; span batches (OTLP/JSON from an OpenTelemetry Collector,
+  :mod:`pipelines.streaming.otlp`) are decoded and their spans held per time bucket
+  (:mod:`pipelines.streaming.span_store`: the traces signal reads every span of the window, and
+  spans are far fewer than lines). A member rebuilds a partition it is given from the last two
+  context windows in Kafka. An alert's context is its window, and its baseline the window
+  before, gathered from every member and merged: digests and spans. Inside Ray the members are
+  the app's digester actors (:mod:`pipelines.streaming.digester_actors`, some on every node);
+  without Ray (tests, benchmarks) the reader runs one member itself. The reader itself consumes
+  neither topic. Bad records go to ``rca.dlq``.
 * **alerts** - a consumer group with manual commits. An alert's offset is committed only
   after ``process(alert, context)`` returned, i.e. after its incident and analysis are stored
   (at-least-once). Per partition the committed offset is the lowest offset still in flight,
@@ -31,7 +32,8 @@ reason in headers (``rca-dlq-reason``, ``rca-dlq-detail``, ``rca-dlq-source``) a
 Metrics: the reader records them itself, every ``METRICS_EVERY_SECONDS`` while it runs (nobody
 has to ask ``stats()``): the lag of each partition (``rca_kafka_consumer_lag_messages``) and
 the log events its digests left out (``rca_log_lines_dropped_total``, reason ``oversized``,
-``older_than_retention`` or ``digest_bound``); each DLQ message is counted as it is sent (``rca_dlq_messages_total``).
+``older_than_retention`` or ``digest_bound``), recorded by the digesters' members for the
+``rca.logs`` and ``rca.spans`` partitions they hold; each DLQ message is counted as it is sent (``rca_dlq_messages_total``).
 
 Without Ray the class runs in any asyncio loop with a plain ``process`` callback (tests,
 the benchmark); :func:`ensure_reader` runs it as a named detached Ray actor that calls the
@@ -53,12 +55,10 @@ from pydantic import ValidationError
 from pipelines import metrics
 from pipelines.context_window import ContextWindow
 from pipelines.streaming.dead_letters import DeadLetters
-from pipelines.streaming.digester import DigestRange, history_seconds
+from pipelines.streaming.digester import DigestRange
 from pipelines.streaming.digester_actors import KEEP_EVERY_SECONDS, DigesterActors, stop_digesters
 from pipelines.streaming.digester_group import DigesterMember
-from pipelines.streaming.log_buffer import LogBuffers
 from pipelines.streaming.offsets import PartitionProgress, ReadPositions, read_targets, read_to
-from pipelines.streaming.otlp import InvalidSpanBatch, decode_spans
 from pipelines.streaming.producer import Publisher
 from pipelines.streaming.retry import backoff_seconds
 from pipelines.streaming.topics import KafkaUnavailable, TopicNames, ensure_topics
@@ -74,7 +74,6 @@ Process = Callable[[dict[str, Any], IncidentContext, str], Awaitable[dict[str, A
 """``process(alert as JSON dict, context) -> {"incident_id", "created", "analyzed", "status"}``; stores first."""
 
 READER_NAMESPACE = "rca"
-LOGS_FETCH_RECORDS = 20_000
 REVOKE_WAIT_SECONDS = 30.0
 METRICS_EVERY_SECONDS = 5.0
 
@@ -123,7 +122,6 @@ class KafkaReader:
         self.app_name = app_name
         self.client_id = client_id
         self._process = process
-        self.spans = LogBuffers(settings.span_buffer_max_bytes, max_event_bytes=settings.max_line_bytes)
         self.max_inflight = settings.max_inflight_analyses
         self.max_pending = max_pending or max(16, 16 * settings.max_inflight_analyses)
         self._analysis_slots = asyncio.Semaphore(self.max_inflight)
@@ -131,7 +129,6 @@ class KafkaReader:
         self._progress: dict[TopicPartition, PartitionProgress] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._alerts: AIOKafkaConsumer | None = None
-        self._spans_consumer: AIOKafkaConsumer | None = None
         self.dead_letters = DeadLetters(
             Publisher(self.bootstrap, partitions=None, topics=self.topics,
                       client_options=kafka_client_options(settings)), self.topics.dlq
@@ -142,10 +139,8 @@ class KafkaReader:
             raise ValueError("digester_actors needs the Serve app_name whose digester actors mine the lines")
         self._actors = DigesterActors(settings, app_name) if digester_actors and app_name else None
         self._stopping = False
-        self._span_positions: dict[TopicPartition, int] = {}
         self._topic_partitions: dict[str, int] = {}  # rca.logs and rca.spans -> partition count, once known
         self.counts: dict[str, int] = {
-            "spans_consumed": 0,
             "alerts_consumed": 0,
             "alerts_processed": 0,
             "incidents_created": 0,
@@ -167,7 +162,6 @@ class KafkaReader:
             digests = self._keep_digesters if self._actors is not None else self.digests.run
             self._tasks = [
                 asyncio.create_task(self._supervise("digests", digests), name="rca-kafka-digests"),
-                asyncio.create_task(self._supervise("spans", self._run_spans), name="rca-kafka-spans"),
                 asyncio.create_task(self._supervise("alerts", self._run_alerts), name="rca-kafka-alerts"),
                 asyncio.create_task(self._record_metrics_periodically(), name="rca-kafka-metrics"),
             ]
@@ -181,10 +175,9 @@ class KafkaReader:
         await asyncio.gather(*self._tasks, *self._pending_tasks, return_exceptions=True)
         self._tasks = []
         self._pending_tasks.clear()
-        for client in (self._alerts, self._spans_consumer):
-            if client is not None:
-                await _stop_quietly(client)
-        self._alerts = self._spans_consumer = None
+        if self._alerts is not None:
+            await _stop_quietly(self._alerts)
+        self._alerts = None
         await self.dead_letters.stop()
         self.state = "stopped"
 
@@ -200,7 +193,7 @@ class KafkaReader:
             except Exception as error:  # noqa: BLE001 - the reader must outlive any one failure
                 self.last_error = f"{name} loop: {type(error).__name__}: {_short(error)}"
                 logger.exception("Kafka reader %s loop failed; restarting it", name)
-                client = {"spans": self._spans_consumer, "alerts": self._alerts}.get(name)
+                client = {"alerts": self._alerts}.get(name)
                 if client is not None:
                     await _stop_quietly(client)
                 await asyncio.sleep(backoff_seconds(attempt))
@@ -232,78 +225,13 @@ class KafkaReader:
             self._actors.keep()
             await asyncio.sleep(KEEP_EVERY_SECONDS)
 
-    # ---------------------------------------------------------------- spans
-
-    async def _start_spans_consumer(self) -> AIOKafkaConsumer:
-        async def connect() -> AIOKafkaConsumer:
-            found = await ensure_topics(self.bootstrap, self.settings.kafka_partitions, self.topics,
-                                        client_options=kafka_client_options(self.settings))
-            count = found.partitions.get(self.topics.spans, 0)
-            self._topic_partitions = {topic: found.partitions.get(topic, 0) for topic in (self.topics.logs, self.topics.spans)}
-            if count < 1:
-                raise KafkaUnavailable(f"topic {self.topics.spans} has no partitions")
-            assigned = [TopicPartition(self.topics.spans, p) for p in range(count)]
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                client_id=f"{self.client_id}-spans", fetch_max_bytes=16 * 1024 * 1024,
-                max_partition_fetch_bytes=4 * 1024 * 1024, check_crcs=False, **kafka_client_options(self.settings),
-            )
-            try:
-                await consumer.start()
-                consumer.assign(assigned)
-                await self._seek_to_window(consumer, assigned)
-            except BaseException:
-                await _stop_quietly(consumer)
-                raise
-            return consumer
-
-        return await self._connect("the span consumer", connect)
-
-    async def _seek_to_window(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
-        """Start at the records of the last two context windows: a restarted reader gets its context
-        back, and the window before it, which serves as the baseline."""
-        since = _now() - history_seconds(self.settings)
-        ends = await consumer.end_offsets(partitions)  # taken first: nothing written after it is skipped
-        found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in partitions})
-        for tp in partitions:
-            where = found.get(tp)
-            consumer.seek(tp, ends[tp] if where is None else min(where.offset, ends[tp]))
-            self._span_positions[tp] = ends[tp] if where is None else where.offset
-
-    async def _run_spans(self) -> None:
-        consumer = self._spans_consumer = await self._start_spans_consumer()
-        positions = self._span_positions
-        while not self._stopping:
-            batches = await consumer.getmany(timeout_ms=200, max_records=LOGS_FETCH_RECORDS)
-            for tp, records in batches.items():
-                bad = self._ingest_spans(records)
-                self.counts["spans_consumed"] += len(records)
-                if records:
-                    positions[tp] = records[-1].offset + 1
-                for record, error in bad:
-                    await self._send_to_dlq(record, error.reason, error.detail)
-
-    def _ingest_spans(self, records: list[Any]) -> list[tuple[Any, InvalidSpanBatch]]:
-        """Decode each record's spans and hold each span by its service and start time."""
-        bad: list[tuple[Any, InvalidSpanBatch]] = []
-        for record in records:
-            try:
-                batch = decode_spans(record.value)
-            except InvalidSpanBatch as error:
-                bad.append((record, error))
-                continue
-            if batch.skipped:
-                self.spans.dropped["span_incomplete"] = self.spans.dropped.get("span_incomplete", 0) + batch.skipped
-            for span in batch.spans:
-                self.spans.add(span.service, span.start, span.model_dump_json().encode())
-        return bad
-
     # ---------------------------------------------------------------- alerts
 
     async def _start_alerts_consumer(self) -> AIOKafkaConsumer:
         async def connect() -> AIOKafkaConsumer:
-            await ensure_topics(self.bootstrap, self.settings.kafka_partitions, self.topics,
-                                client_options=kafka_client_options(self.settings))
+            found = await ensure_topics(self.bootstrap, self.settings.kafka_partitions, self.topics,
+                                        client_options=kafka_client_options(self.settings))
+            self._topic_partitions = {topic: found.partitions.get(topic, 0) for topic in (self.topics.logs, self.topics.spans)}
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, group_id=self.settings.kafka_group_id,
                 client_id=f"{self.client_id}-alerts", enable_auto_commit=False, auto_offset_reset="earliest",
@@ -408,17 +336,12 @@ class KafkaReader:
             await asyncio.sleep(0.05)
 
     async def _read_positions(self) -> ReadPositions | None:
-        """The log digesters' and the span consumer's read positions in one map (None while either is not up)."""
-        logs = await self._actors.read_positions() if self._actors is not None else self.digests.read_positions()
-        consumer = self._spans_consumer
-        if logs is None or consumer is None:
-            return None
-        spans = {f"{tp.topic}/{tp.partition}": (self._span_positions.get(tp), consumer.highwater(tp))
-                 for tp in consumer.assignment()}
-        return {**logs, **spans}
+        """The digesters' read positions of their ``rca.logs`` and ``rca.spans`` partitions in one map
+        (None while one is not up)."""
+        return await self._actors.read_positions() if self._actors is not None else self.digests.read_positions()
 
     async def _digest_range(self, start: float, end: float, *, through_end: bool) -> DigestRange:
-        """A range's merged digests: of every digester actor, or of the reader's own member."""
+        """A range's merged digests and spans: of every digester actor, or of the reader's own member."""
         if self._actors is not None:
             return await self._actors.between(start, end, through_end=through_end)
         return self.digests.between(start, end, through_end=through_end)
@@ -426,34 +349,41 @@ class KafkaReader:
     async def context(self, alert: Alert) -> IncidentContext:
         """A firing alert's context in its ``ContextWindow`` (INCIDENT_CONTEXT_WINDOW before it to
         RCA_CONTEXT_WAIT_SECONDS after it) and, as its baseline, the range of the same width just
-        before: the merged digests of their buckets and their spans. What the memory bound cut
-        from either is named in ``degraded_reasons``. A resolved alert needs none."""
+        before: the merged digests of their buckets and their spans, both from the digesters. What
+        the memory bounds cut from either, and spans past ``max_lines_per_request`` (the latest
+        are kept), are named in ``degraded_reasons``. A resolved alert needs none."""
         if alert.status != "firing":
             return IncidentContext(alert=alert)
         span = ContextWindow.for_alert(alert, self.settings)
         reasons = []
         if not await self._caught_up_within(self.settings.context_catchup_seconds):
-            reasons.append(f"the log and span consumers had not read Kafka to its end after "
+            reasons.append(f"the digesters had not read {self.topics.logs} and {self.topics.spans} to their ends after "
                            f"{self.settings.context_catchup_seconds:g} s (RCA_CONTEXT_CATCHUP_SECONDS): "
                            f"lines written near the alert may be missing")
         ranges = {}
         for label, (start, end) in (("window", (span.start, span.end)), ("baseline", span.baseline)):
             ranges[label] = found = await self._digest_range(start, end, through_end=label == "window")
-            reason = found.degraded_reason(label, self.settings.digest_max_bytes)
-            if reason:
-                reasons.append(reason)
+            for reason in (found.degraded_reason(label, self.settings.digest_max_bytes),
+                           found.spans.degraded_reason(label, self.settings.span_buffer_max_bytes)):
+                if reason:
+                    reasons.append(reason)
         return IncidentContext(
             alert=alert,
-            window=Telemetry(spans=self._spans_between(span.start, span.end)),
-            baseline=Telemetry(spans=self._spans_between(*span.baseline)),
+            window=Telemetry(spans=self._latest_spans(ranges["window"], "window", reasons)),
+            baseline=Telemetry(spans=self._latest_spans(ranges["baseline"], "baseline", reasons)),
             window_digest=ranges["window"].digest,
             baseline_digest=ranges["baseline"].digest,
             degraded_reasons=reasons,
         )
 
-    def _spans_between(self, start: float, end: float) -> list[Span]:
-        return [Span.model_validate_json(value)
-                for _, _, value in self.spans.raw_window(start, end, limit=self.settings.max_lines_per_request)]
+    def _latest_spans(self, found: DigestRange, label: str, reasons: list[str]) -> list[Span]:
+        """The range's spans, the latest ``max_lines_per_request`` of them; how many more there were is a reason."""
+        spans, limit = list(found.spans.spans), self.settings.max_lines_per_request
+        if len(spans) > limit:
+            reasons.append(f"context_limit: {len(spans) - limit} spans of the {label} left out, the latest {limit} "
+                           f"kept (RCA_MAX_LINES_PER_REQUEST)")
+            spans = spans[-limit:]
+        return spans
 
     async def _process_until_stored(self, record: Any, alert: Alert) -> None:
         process = self._process or self._serve_process()
@@ -544,27 +474,19 @@ class KafkaReader:
         return {**self.digests.lag(), **self._own_lag()}
 
     def _own_lag(self) -> dict[str, int]:
-        """The span and alert partitions' lag (the digests' is their members')."""
+        """The alert partitions' lag (the logs' and spans' is the digesters' members')."""
         lags: dict[str, int] = {}
-        for consumer, topic in ((self._spans_consumer, self.topics.spans), (self._alerts, self.topics.alerts)):
-            if consumer is None:
-                continue
-            for tp in consumer.assignment():
-                end = consumer.highwater(tp)
-                if end is None:
-                    continue
-                if topic == self.topics.spans:
-                    position = self._span_positions.get(tp)
-                else:
-                    progress = self._progress.get(tp)
-                    position = progress.next_offset if progress else None
-                if position is not None:
-                    lags[f"{tp.topic}/{tp.partition}"] = max(0, end - position)
+        consumer = self._alerts
+        for tp in consumer.assignment() if consumer is not None else ():
+            end, progress = consumer.highwater(tp), self._progress.get(tp)
+            position = progress.next_offset if progress else None
+            if end is not None and position is not None:
+                lags[f"{tp.topic}/{tp.partition}"] = max(0, end - position)
         return lags
 
     def record_metrics(self) -> None:
-        """Record the lag of the span and alert partitions, and the digests' metrics when they are the
-        reader's own (digester actors record theirs); never raises."""
+        """Record the lag of the alert partitions, and the digests' metrics (log and span partitions)
+        when they are the reader's own (digester actors record theirs); never raises."""
         try:
             if self._actors is None:
                 self.digests.record_metrics()
@@ -580,18 +502,21 @@ class KafkaReader:
             await asyncio.sleep(METRICS_EVERY_SECONDS)
 
     async def stats(self) -> dict[str, Any]:
-        """What /health and metrics show: counts, DLQ and drops by reason, lag, digests, span buffer, in flight.
+        """What /health and metrics show: counts, DLQ and drops by reason, lag, digests, spans held, in flight.
 
         A query: it starts nothing (an actor that Ray restarted is started by :meth:`start`,
         which the ingress calls before it asks).
         """
         actors = self._actors
         digests = await actors.stats() if actors is not None else self.digests.stats()
-        spans = self.spans.stats()
+        spans = digests.spans
+        logs_consumed, spans_consumed = (await actors.consumed() if actors is not None
+                                         else (self.digests.consumed, self.digests.spans_consumed))
         return {
             "state": self.state,
             "bootstrap": self.bootstrap,
-            "logs_consumed": await actors.consumed() if actors is not None else self.digests.consumed,
+            "logs_consumed": logs_consumed,
+            "spans_consumed": spans_consumed,
             **self.counts,
             "dlq": dict(self.dead_letters.counts),
             "dropped": dict(digests.dropped),
@@ -601,10 +526,11 @@ class KafkaReader:
             "digest_lines": digests.lines,
             "digest_buckets": digests.buckets,
             "digest_pending": digests.pending,
-            "digest_partitions": await actors.partitions() if actors is not None else len(self.digests.digesters),
+            "digest_partitions": await actors.partitions() if actors is not None else len(self.digests.held()),
             "digester_actors": len(actors.handles) if actors is not None else 0,
-            "span_buffer_bytes": spans.bytes,
-            "span_buffer_spans": spans.events,
+            "span_bytes": spans.bytes,
+            "spans_held": spans.spans,
+            "spans_cut": spans.cut_spans,
             "spans_dropped": dict(spans.dropped),
             "in_flight": len(self._pending_tasks),
             "max_pending": self.max_pending,

@@ -1,7 +1,7 @@
 """Digesters as Ray actors, against the real broker, in the session's Ray cluster.
 
 Two digester actors (``RCA_DIGESTERS_PER_NODE=2`` on the session's one node) join one consumer
-group and share the three partitions of ``rca.logs``; the alert path's gather
+group and share the three partitions of ``rca.logs`` and of ``rca.spans`` (partition *i* of both to one actor); the alert path's gather
 (:class:`DigesterActors`) asks both and merges their answers, which count every line once.
 Then one actor is killed by Ray while lines flow: Ray restarts it, it rejoins the group, the
 partitions are rebuilt from Kafka, and the merged context again counts every line once.
@@ -47,7 +47,7 @@ async def test_digester_actors_share_the_partitions_and_a_killed_one_rejoins_cou
     shipped = 0
 
     async def held() -> tuple[int, list[int]]:
-        """Lines in the merged context of the last minutes, and the partitions each actor holds."""
+        """Lines in the merged context of the last minutes, and the partitions (of both topics) each actor holds."""
         now = datetime.now(timezone.utc).timestamp()
         context = await actors.between(now - 300, now + 60, through_end=True)
         shares = [len(p) for p in await asyncio.gather(*(h.partitions.remote() for h in actors.handles))]
@@ -58,7 +58,7 @@ async def test_digester_actors_share_the_partitions_and_a_killed_one_rejoins_cou
         if not await actors.caught_up():  # False while an actor restarts, rather than an error
             return False
         lines_held, shares = await held()
-        return sum(shares) == 3 and lines_held == shipped
+        return sum(shares) == 6 and lines_held == shipped
 
     try:
         actors.keep()
@@ -68,7 +68,7 @@ async def test_digester_actors_share_the_partitions_and_a_killed_one_rejoins_cou
             shipped += BATCH
         await eventually(complete, "both actors joined, the partitions shared and every line mined", within=120)
         _, shares = await held()
-        assert sorted(shares) == [1, 2]
+        assert sorted(shares) == [2, 4]  # one and two partitions of each topic
 
         victim = actors.handles[0]
         for batch in range(10):

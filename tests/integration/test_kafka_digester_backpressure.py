@@ -64,7 +64,8 @@ async def test_a_slow_digester_leaves_the_backlog_in_kafka_and_catches_up_counti
         member.mine_delay_seconds = 0.0  # the node is idle again
         await eventually(lambda: member.consumed == TOTAL and member.caught_up(), "the slow member caught up",
                          within=120)
-        assert member.lag() == {f"{settings.kafka_logs_topic}/{p}": 0 for p in range(3)}
+        assert member.lag() == {f"{topic}/{p}": 0 for topic in (settings.kafka_logs_topic, settings.kafka_spans_topic)
+                                for p in range(3)}
         held = member.between(*window)
         assert held.digest.lines == TOTAL and held.cut_lines == 0
         assert held.digest.services == {f"svc-{s:02d}": TOTAL // SERVICES for s in range(SERVICES)}

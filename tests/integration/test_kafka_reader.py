@@ -183,7 +183,9 @@ async def test_alerts_get_the_spans_of_their_window_from_otlp_batches(kafka_boot
         dead = await read_topic(kafka_bootstrap, topics.dlq, expected=1)
         assert dict(dead[0].headers)["rca-dlq-reason"] == b"invalid" and dead[0].value == b'{"resourceSpans": []}'
         stats = await reader.stats()
-        assert stats["spans_consumed"] == 2 and stats["span_buffer_spans"] == 4 and stats["dlq"] == {"invalid": 1}
+        # the span older than the history an alert can ask for is counted, not held
+        assert stats["spans_consumed"] == 2 and stats["spans_held"] == 3 and stats["dlq"] == {"invalid": 1}
+        assert stats["spans_dropped"] == {"older_than_retention": 1}
         assert f"{topics.spans}/0" in stats["lag"]
     finally:
         await reader.stop()
@@ -218,7 +220,8 @@ async def test_poison_messages_go_to_the_dlq_and_the_next_good_message_is_proces
 
 
 async def test_the_reader_records_its_lag_and_buffer_drops_without_being_asked(kafka_bootstrap: str) -> None:
-    """Nobody calls stats() (no /health): the lag gauge and the dropped-lines counter are recorded anyway."""
+    """Nobody calls stats() (no /health): the lag gauge and the dropped-lines and dropped-spans counters
+    are recorded anyway, each drop once."""
     settings = isolated_settings(kafka_bootstrap, max_line_bytes=1024)
     topics = TopicNames.from_settings(settings)
     raw = Publisher(kafka_bootstrap, topics=topics)
@@ -228,8 +231,13 @@ async def test_the_reader_records_its_lag_and_buffer_drops_without_being_asked(k
         try:
             oversized = json.dumps({"message": "x" * 2000, "service": "svc"}).encode()
             await raw.publish_records(topics.logs, [(b"svc", oversized), (b"svc", b'{"message": "fine", "service": "svc"}')])
+            last_week = datetime.now(timezone.utc).timestamp() - 7 * 86_400
+            stale = otlp_batch({"svc": [{"trace": "ab" * 16, "span": "cd" * 8, "name": "GET /", "start": last_week, "ms": 1.0}]})
+            await raw.publish_records(topics.spans, [(b"svc", stale)])
             dropped = ("rca_log_lines_dropped_total", "inc", 1.0, {"reason": "oversized"})
+            spans_dropped = ("rca_spans_dropped_total", "inc", 1.0, {"reason": "older_than_retention"})
             await eventually(lambda: dropped in calls, "the oversized event counted as dropped", within=90)
+            await eventually(lambda: spans_dropped in calls, "the span older than retention counted", within=90)
 
             def caught_up() -> set[str]:
                 return {tags["partition"] for name, _, value, tags in calls
@@ -238,6 +246,7 @@ async def test_the_reader_records_its_lag_and_buffer_drops_without_being_asked(k
             await eventually(lambda: caught_up() == {"0", "1", "2"}, "every log partition's lag recorded as 0", within=90)
             reader.record_metrics()  # a drop is counted once, not again at every report
             assert [c for c in calls if c[0] == "rca_log_lines_dropped_total"] == [dropped]
+            assert [c for c in calls if c[0] == "rca_spans_dropped_total"] == [spans_dropped]
         finally:
             await reader.stop()
             await raw.stop()
