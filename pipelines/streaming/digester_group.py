@@ -144,6 +144,12 @@ class DigesterMember:
                                             client_options=kafka_client_options(self.settings))
                 self._partitions = found.partitions.get(self.topics.logs, self._partitions)
                 self._span_partitions = found.partitions.get(self.topics.spans, self._partitions)
+                if self._span_partitions != self._partitions:
+                    logger.warning(
+                        "%s has %d partitions and %s has %d: a service's lines and spans are held by different "
+                        "digesters. Contexts stay complete (every digester's spans are merged), but give both "
+                        "topics the same count (kafka-topics.sh --alter --partitions) so each joins them locally",
+                        self.topics.logs, self._partitions, self.topics.spans, self._span_partitions)
                 consumer = AIOKafkaConsumer(
                     bootstrap_servers=self.bootstrap, group_id=self.group_id, client_id=self.client_id,
                     enable_auto_commit=False, partition_assignment_strategy=(RangePartitionAssignor,),
