@@ -20,8 +20,8 @@ settings are the session app's (tests/conftest.py). Alertmanager posts to that a
 While the alert resolves, every PromQL expression of the Grafana dashboards is run against this
 Prometheus, which scrapes Ray's metrics export port: every one returns data. For the panels no
 healthy alert touches, the test does what operators see happen: a poison message on
-``rca.alerts`` (dead-letter panel), an oversized event on ``rca.logs`` (dropped lines), a request
-without credentials (rejected requests).
+``rca.alerts`` (dead-letter panel), an oversized event on ``rca.logs`` (dropped lines), a span
+without an id on ``rca.spans`` (dropped spans), a request without credentials (rejected requests).
 
 Waits poll with generous deadlines; no assertion is about time. The whole test takes about
 3 minutes, most of it waiting for the 5xx ratio over the rule's 2-minute window to fall
@@ -51,6 +51,7 @@ from pipelines.simulate import SCENARIOS
 from tests.conftest import AUTH_SETTINGS, REPO, WEBHOOK_TOKEN, free_port
 from tests.integration.kafka_support import isolated_settings, kafka_bootstrap  # noqa: F401 - fixture
 from tests.support.openai_standin import OpenAIStandin, quoting_model, respond_with
+from tests.support.otlp import otlp_batch
 
 pytestmark = [
     pytest.mark.serve,
@@ -262,10 +263,17 @@ def test_a_fault_fires_a_rule_and_alertmanager_opens_then_resolves_an_analyzed_i
     assert httpx.delete(f"{loop_stack.workload}/fault", timeout=5).json()["fault"] is False
 
     # What else operators see: a poison alert (to the dead-letter topic), a log event over
-    # RCA_MAX_LINE_BYTES (dropped from the reader's buffers), a call without credentials (401).
+    # RCA_MAX_LINE_BYTES (dropped by the digesters), a span batch with a span that has no id
+    # (left out by the digesters), a call without credentials (401).
     oversized = json.dumps({"message": "x" * 70_000, "service": service}).encode()
+    now = time.time()
+    spans = otlp_batch({service: [{"trace": "4bf92f3577b34da6a3ce929d0e0e4736", "span": "00f067aa0ba902b7",
+                                   "name": "GET /work", "start": now, "ms": 3.0},
+                                  {"trace": "4bf92f3577b34da6a3ce929d0e0e4736", "span": "",
+                                   "name": "GET /work", "start": now, "ms": 2.0}]})
     asyncio.run(_publish(loop_app, loop_app.topics.alerts, [(b"poison", b"{not an alert")]))
     asyncio.run(_publish(loop_app, loop_app.topics.logs, [(service.encode(), oversized)]))
+    asyncio.run(_publish(loop_app, loop_app.topics.spans, [(service.encode(), spans)]))
     assert httpx.get(f"{app}/api/incidents", timeout=10).status_code == 401
 
     # Meanwhile, the dashboards' PromQL against this Prometheus: every expression is valid and
@@ -275,6 +283,7 @@ def test_a_fault_fires_a_rule_and_alertmanager_opens_then_resolves_an_analyzed_i
     expected = {
         "ray_rca_dlq_messages_total": ("reason", {"undecodable"}),
         "ray_rca_log_lines_dropped_total": ("reason", {"oversized"}),
+        "ray_rca_spans_dropped_total": ("reason", {"span_incomplete"}),
         "ray_rca_requests_rejected_total": ("reason", {"unauthenticated"}),
         "ray_rca_llm_requests_total": ("outcome", {"ok"}),
         "ray_rca_llm_tokens_total": ("kind", {"prompt", "completion"}),
