@@ -366,6 +366,11 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    # Ray's log monitor writes its actors' lines (and "(raylet) ..." notices) to the driver's stdout:
+    # while the app runs, stdout goes to stderr, so the report on stdout is JSON and nothing else
+    report = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     result: dict[str, Any] = {}
     if not args.skip_logs:
         result["logs"] = asyncio.run(bench_logs(args.bootstrap, args.events))
@@ -374,12 +379,13 @@ def main() -> int:
     if args.load_rate:
         result["alert_under_load"] = bench_alert_under_load(args.bootstrap, args.load_rate, args.load_window)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2), file=report)
     else:
         for section, figures in result.items():
-            print(section)
+            print(section, file=report)
             for key, value in figures.items():
-                print(f"  {key:32} {value}")
+                print(f"  {key:32} {value}", file=report)
+    report.close()
     return 0
 
 
