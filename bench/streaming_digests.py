@@ -76,8 +76,9 @@ class Record(NamedTuple):
     timestamp: int  # ms
 
 
-def generate(rate: int, seconds: float, services: int, t0: float = T0) -> Iterator[list[Record]]:
-    """Batches of events at ``rate`` lines/s of event time, from ``t0`` for ``seconds``."""
+def generate(rate: int, seconds: float, services: int, t0: float = T0, traced_every: int = 2) -> Iterator[list[Record]]:
+    """Batches of events at ``rate`` lines/s of event time, from ``t0`` for ``seconds``; one line in
+    ``traced_every`` carries a span id (0: none)."""
     names = [f"svc-{i:02d}" for i in range(services)]
     keys = [name.encode() for name in names]
     total = int(rate * seconds)
@@ -99,7 +100,7 @@ def generate(rate: int, seconds: float, services: int, t0: float = T0) -> Iterat
                 level, text = "ERROR", ERRORS[(i // 20) % 3].format(**args)
             else:
                 level, text = "INFO", STATEMENTS[(i // services + s) % 6].format(**args)
-            traced = f',"span_id":"{(mixed * 0xBF58476D1CE4E5B9) >> 64:016x}"' if i % 2 == 0 else ""
+            traced = f',"span_id":"{(mixed * 0xBF58476D1CE4E5B9) >> 64:016x}"' if traced_every and i % traced_every == 0 else ""
             value = (f'{{"timestamp":{moment:.5f},"service":"{names[s]}","pod":"{names[s]}-7d9f-{i % 3}",'
                      f'"level":"{level}","message":"{text}"{traced}}}').encode()
             batch.append(Record(value, keys[s], int(moment * 1000)))
@@ -123,7 +124,8 @@ def _expected(rate: int, start: float, end: float, services: int, seconds: float
     return sum(1 for i in range(first, last) if inside(T0 + i * step))
 
 
-def run_consumer(kind: str, rate: int, window: float, services: int, max_bytes: int, out: Any) -> None:
+def run_consumer(kind: str, rate: int, window: float, services: int, max_bytes: int, traced_every: int,
+                 out: Any) -> None:
     """Feed one consumer every event of two windows and the wait; report what it held and counted."""
     from pipelines.context_window import ContextWindow
     from pipelines.streaming.digester import Digester
@@ -138,7 +140,7 @@ def run_consumer(kind: str, rate: int, window: float, services: int, max_bytes: 
     start_rss = _rss_bytes()
     wall = cpu = 0.0
     fed = 0
-    for batch in generate(rate, seconds, services):
+    for batch in generate(rate, seconds, services, traced_every=traced_every):
         clock["now"] = batch[-1].timestamp / 1000
         w, c = time.perf_counter(), time.process_time()
         if kind == "digester":
@@ -231,11 +233,11 @@ def analyze_once(digester: Any, span: Any) -> tuple[float, dict[str, Any]]:
     return time.perf_counter() - began, analysis.stats.model_dump(mode="json")
 
 
-def measure(kind: str, rate: int, window: float, services: int, max_bytes: int) -> dict[str, Any]:
+def measure(kind: str, rate: int, window: float, services: int, max_bytes: int, traced_every: int) -> dict[str, Any]:
     """Run one consumer in a fresh process (its memory its own) and return its report."""
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
-    process = context.Process(target=run_consumer, args=(kind, rate, window, services, max_bytes, out))
+    process = context.Process(target=run_consumer, args=(kind, rate, window, services, max_bytes, traced_every, out))
     process.start()
     result = out.get()
     process.join()
@@ -249,10 +251,12 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=40)
     parser.add_argument("--digest-max-bytes", type=int, default=512 * 1024 * 1024)
     parser.add_argument("--buffer-max-bytes", type=int, default=256 * 1024 * 1024)
+    parser.add_argument("--traced-every", type=int, default=2, help="one line in N carries a span id (0: none)")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     report: dict[str, Any] = {
         "window_seconds": args.window, "wait_seconds": WAIT_SECONDS, "services": args.services,
+        "traced_every": args.traced_every,
         "event_time": "events carry the nominal rate's timestamps and are fed as fast as consumed "
                       "(event time runs faster than the wall clock)",
         "digest_max_bytes": args.digest_max_bytes, "buffer_max_bytes": args.buffer_max_bytes,
@@ -260,9 +264,9 @@ def main() -> None:
     }
     for rate in rates:
         print(f"{rate} lines/s: digester", file=sys.stderr, flush=True)
-        digests = measure("digester", rate, args.window, args.services, args.digest_max_bytes)
+        digests = measure("digester", rate, args.window, args.services, args.digest_max_bytes, args.traced_every)
         print(f"{rate} lines/s: log buffers", file=sys.stderr, flush=True)
-        raw = measure("buffer", rate, args.window, args.services, args.buffer_max_bytes)
+        raw = measure("buffer", rate, args.window, args.services, args.buffer_max_bytes, args.traced_every)
         report["rates"][str(rate)] = {
             "digester": digests,
             "log_buffers": raw,

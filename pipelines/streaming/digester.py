@@ -42,7 +42,7 @@ from anomaly.digest import BUCKET_SECONDS, MAX_SPAN_LINKS, Digest, event_frame
 from pipelines.pipeline import SPAN_LABELS
 from pipelines.streaming.log_buffer import DROP_OVERSIZED, InvalidLogEvent, decode_log_event
 from pipelines.streaming.span_store import SpanRange, SpanStoreStats
-from pipelines.streaming.time_buckets import DROP_EXPIRED, TimeBuckets
+from pipelines.streaming.time_buckets import DROP_EXPIRED, TimeBuckets, sum_counts
 
 if TYPE_CHECKING:
     from pipelines.settings import Settings
@@ -107,10 +107,7 @@ class DigesterStats:
     @classmethod
     def total(cls, parts: list[DigesterStats], max_bytes: int) -> DigesterStats:
         """Several digesters' stats summed (``max_bytes``: the bound they share, or each one's)."""
-        dropped: dict[str, int] = {}
-        for part in parts:
-            for reason, n in part.dropped.items():
-                dropped[reason] = dropped.get(reason, 0) + n
+        dropped = sum_counts(p.dropped for p in parts)
         return cls(
             bytes=sum(p.bytes for p in parts), max_bytes=max_bytes, lines=sum(p.lines for p in parts),
             buckets=sum(p.buckets for p in parts), keys=sum(p.keys for p in parts),

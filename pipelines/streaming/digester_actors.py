@@ -29,7 +29,7 @@ from typing import Any
 from pipelines.settings import Settings
 from pipelines.streaming.digester import DigesterStats, DigestRange
 from pipelines.streaming.digester_group import DigesterMember, merge_ranges
-from pipelines.streaming.offsets import ReadPositions
+from pipelines.streaming.offsets import ReadPositions, read_to_ends
 
 logger = logging.getLogger(__name__)
 
@@ -84,10 +84,6 @@ class DigesterHost:
         if not self.member.joined():
             raise DigesterNotReady(f"digester {self.member.client_id} has not joined {self.member.group_id} yet")
         return self.member.between(start, end, through_end=through_end)
-
-    def caught_up(self) -> bool:
-        """Read to the ends of its partitions; a member without partitions (more members than partitions) is."""
-        return self.member.caught_up() or self.member.holds_nothing()
 
     def read_positions(self) -> ReadPositions | None:
         return self.member.read_positions()
@@ -197,11 +193,9 @@ class DigesterActors:
         return merge_ranges(await self._ask_all("between", start, end, through_end))
 
     async def caught_up(self) -> bool:
-        """Has every digester read its partitions to their ends? (False while one cannot answer.)"""
-        try:
-            return all(await self._ask_all("caught_up"))
-        except DigestersUnavailable:
-            return False
+        """Has every digester read its partitions to their ends? (False while one cannot answer or has
+        not joined; a digester given no partition, more digesters than partitions, has nothing to read.)"""
+        return read_to_ends(await self.read_positions())
 
     async def read_positions(self) -> ReadPositions | None:
         """Every digester's read positions in one map; None while one cannot answer or has not joined."""

@@ -43,11 +43,12 @@ from pipelines import metrics
 from pipelines.settings import Settings
 from pipelines.tls import kafka_client_options
 from pipelines.streaming.dead_letters import DeadLetters
-from pipelines.streaming.offsets import ReadPositions
+from pipelines.streaming.offsets import ReadPositions, read_to_ends
 from pipelines.streaming.digester import DigesterStats, DigestRange, Digester, history_seconds
 from pipelines.streaming.span_store import SpanRange, SpanStore, SpanStoreStats
 from pipelines.streaming.producer import Publisher
 from pipelines.streaming.retry import backoff_seconds
+from pipelines.streaming.time_buckets import sum_counts
 from pipelines.streaming.topics import TopicNames, ensure_topics
 
 logger = logging.getLogger(__name__)
@@ -233,7 +234,7 @@ class DigesterMember:
                     max_bytes=share, retention_seconds=retention,
                     max_event_bytes=self.settings.max_line_bytes, clock=self._clock,
                 )
-        since = int((self._clock() - history_seconds(self.settings)) * 1000)
+        since = int((self._clock() - retention) * 1000)
         ends = await consumer.end_offsets(fresh)  # taken first: nothing written after it is skipped
         found = await consumer.offsets_for_times({tp: since for tp in fresh})
         for tp in fresh:
@@ -255,12 +256,8 @@ class DigesterMember:
 
     def lag(self) -> dict[str, int]:
         """Records behind the end of each assigned partition (``topic/partition`` -> count), as last fetched."""
-        consumer, lags = self._consumer, {}
-        for tp in self.held() if consumer is not None else []:
-            end, position = consumer.highwater(tp), self._positions.get(tp)  # type: ignore[union-attr]
-            if end is not None and position is not None:
-                lags[f"{tp.topic}/{tp.partition}"] = max(0, end - position)
-        return lags
+        return {key: max(0, end - position) for key, (position, end) in (self.read_positions() or {}).items()
+                if position is not None and end is not None}
 
     def record_metrics(self) -> None:
         """Set the lag gauge of each partition held and count the lines and spans dropped since the last call.
@@ -280,11 +277,7 @@ class DigesterMember:
 
     def dropped(self) -> dict[str, int]:
         """What the digests left out, by reason, over the partitions held."""
-        out: dict[str, int] = {}
-        for digester in self.digesters.values():
-            for reason, n in digester.dropped.items():
-                out[reason] = out.get(reason, 0) + n
-        return out
+        return sum_counts(digester.dropped for digester in self.digesters.values())
 
     def stats(self) -> DigesterStats:
         """The partitions' digesters summed, and their span stores."""
@@ -303,16 +296,11 @@ class DigesterMember:
     def caught_up(self) -> bool:
         """Has every assigned partition been read to its end as last fetched?"""
         positions = self.read_positions()
-        return bool(positions) and all(position is not None and end is not None and position >= end
-                                       for position, end in positions.values())
+        return bool(positions) and read_to_ends(positions)
 
     def joined(self) -> bool:
         """In the group and given its partitions (possibly none) at least once."""
         return self._consumer is not None and self.assignments > 0
-
-    def holds_nothing(self) -> bool:
-        """In the group but given no partition (more members than partitions): nothing to catch up on."""
-        return self.joined() and not self.held()
 
     def between(self, start: float, end: float, *, through_end: bool = False) -> DigestRange:
         """This member's share of a range: its partitions' digests merged, its span partitions' spans,

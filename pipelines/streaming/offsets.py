@@ -51,6 +51,12 @@ def read_to(positions: ReadPositions | None, targets: dict[str, int]) -> bool:
     return True
 
 
+def read_to_ends(positions: ReadPositions | None) -> bool:
+    """Has every partition reported been read to its end as last fetched? (None: not known, so no.)"""
+    return positions is not None and all(position is not None and end is not None and position >= end
+                                         for position, end in positions.values())
+
+
 def read_targets(positions: ReadPositions | None, partitions: dict[str, int]) -> dict[str, int] | None:
     """The ends to read up to, taken now: one per partition of each topic in ``partitions`` (topic ->
     partition count). None while a partition is reported by nobody or its end is not known yet

@@ -36,7 +36,7 @@ from typing import Any
 from anomaly.digest import BUCKET_SECONDS
 from pipelines.schemas import Span
 from pipelines.streaming.otlp import InvalidSpanBatch, decode_spans
-from pipelines.streaming.time_buckets import DROP_EXPIRED, TimeBuckets
+from pipelines.streaming.time_buckets import DROP_EXPIRED, TimeBuckets, sum_counts
 
 SPAN_OVERHEAD_BYTES = 120
 """What holding one span costs beside its JSON: the bytes object, the tuple and the list slot."""
@@ -78,11 +78,8 @@ class SpanStoreStats:
     @classmethod
     def total(cls, parts: Iterable[SpanStoreStats]) -> SpanStoreStats:
         parts = list(parts)
-        dropped: dict[str, int] = {}
-        for part in parts:
-            for reason, n in part.dropped.items():
-                dropped[reason] = dropped.get(reason, 0) + n
-        return cls(sum(p.bytes for p in parts), sum(p.spans for p in parts), sum(p.cut_spans for p in parts), dropped)
+        return cls(sum(p.bytes for p in parts), sum(p.spans for p in parts), sum(p.cut_spans for p in parts),
+                   sum_counts(p.dropped for p in parts))
 
 
 class SpanStore(TimeBuckets):

@@ -11,9 +11,18 @@ Pure Python (no Kafka, no Ray).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 DROP_EXPIRED = "older_than_retention"
+
+
+def sum_counts(parts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """Counts by reason (what several holders dropped) added up."""
+    out: dict[str, int] = {}
+    for part in parts:
+        for reason, n in part.items():
+            out[reason] = out.get(reason, 0) + n
+    return out
 
 
 class TimeBuckets:
